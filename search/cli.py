@@ -1,0 +1,357 @@
+"""The rnnsearch command line: thin commands over search.service and storage.
+
+TensorFlow and Optuna are imported inside commands only, so `rnnsearch --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from enum import Enum
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+
+app = typer.Typer(
+    name="rnnsearch",
+    help="Hyperparameter search for recurrent neural networks, every trial in a study database.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+spaces_app = typer.Typer(help="List, show and validate search spaces.", no_args_is_help=True)
+app.add_typer(spaces_app, name="spaces")
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 130
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class EngineName(str, Enum):
+    optuna = "optuna"
+    hyperband = "hyperband"
+
+
+# Options shared by several commands, defined once.
+StorageOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--storage",
+        help="Study database URL (sqlite:///PATH or postgresql://...). "
+        "Default: $RNNSEARCH_STORAGE, else sqlite:///rnnsearch.db.",
+        show_default=False,
+    ),
+]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+StudyArg = Annotated[str, typer.Argument(help="Study name.", show_default=False)]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]
+
+T = TypeVar("T")
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"rnnsearch: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def guarded(fn: Callable[[], T], debug: bool = False) -> T:
+    """Run a command body; our exceptions become one line on stderr and an exit code."""
+    from spaces import SpaceError
+    from storage import StorageError
+    from storage.errors import NotAStudyDatabaseError, StorageURLError, StudyNotFoundError
+
+    from search.errors import DataError, SearchError, UsageError
+
+    debug = debug or bool(os.environ.get("RNNSEARCH_DEBUG"))
+    _quiet_libraries()
+    try:
+        return fn()
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        typer.echo("rnnsearch: interrupted", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except (
+        SpaceError,
+        UsageError,
+        DataError,
+        StorageURLError,
+        NotAStudyDatabaseError,
+        StudyNotFoundError,
+    ) as exc:
+        if debug:
+            raise
+        _fail(str(exc), EXIT_USAGE)
+    except (StorageError, SearchError) as exc:
+        if debug:
+            raise
+        _fail(str(exc), EXIT_FAILURE)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _quiet_libraries() -> None:
+    """TensorFlow's C++ start-up chatter and Optuna's experimental-feature warnings are noise."""
+    import warnings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
+    warnings.filterwarnings("ignore", message=".*experimental feature.*")
+
+
+def _echo(text: str) -> None:
+    typer.echo(text)
+
+
+@app.command()
+def run(
+    study: Annotated[str, typer.Option("--study", "-s", help="Study name (created if new).")],
+    space: Annotated[
+        Optional[str],
+        typer.Option(help="Built-in space name or TOML file. Default: the study's, else 'default'."),
+    ] = None,
+    engine: Annotated[
+        Optional[EngineName], typer.Option(help="Search engine. Default: the study's, else optuna.")
+    ] = None,
+    trials: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Finished trials to run (default 20). On an existing study that reached its "
+            "target: this many more; on an interrupted one, it first reaches its target."
+        ),
+    ] = None,
+    add: Annotated[Optional[int], typer.Option(help="Add this many trials to the target.")] = None,
+    data: Annotated[
+        Optional[str],
+        typer.Option(help="'imdb' (Keras' loader) or a file in Keras' imdb.npz layout."),
+    ] = None,
+    limit: Annotated[
+        Optional[int], typer.Option(help="Train on a stratified slice of N training examples.")
+    ] = None,
+    max_epochs: Annotated[
+        Optional[int], typer.Option("--max-epochs", help="Epochs per trial at most (default 5).")
+    ] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of sampling and weights.")] = None,
+    allow_space_change: Annotated[
+        bool, typer.Option("--allow-space-change", help="Continue a study with a changed space.")
+    ] = False,
+    storage: StorageOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    fmt: FormatOpt = Format.table,
+    debug: DebugOpt = False,
+) -> None:
+    """Launch (or continue) a search; every trial lands in the study database."""
+    _run_command(
+        dict(
+            study=study, space=space, engine=engine.value if engine else None, trials=trials,
+            add=add, data=data, limit=limit, max_epochs=max_epochs, seed=seed,
+            allow_space_change=allow_space_change, storage=storage,
+        ),
+        quiet=quiet, fmt=fmt, debug=debug, resume_only=False,
+    )
+
+
+@app.command()
+def resume(
+    study: StudyArg,
+    trials: Annotated[
+        Optional[int], typer.Option(help="Total finished trials the study should reach.")
+    ] = None,
+    add: Annotated[Optional[int], typer.Option(help="Add this many trials to the target.")] = None,
+    storage: StorageOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    fmt: FormatOpt = Format.table,
+    debug: DebugOpt = False,
+) -> None:
+    """Continue an interrupted study to its target with its stored space, data and seed."""
+    if trials is not None and add is not None:
+        _fail("--trials and --add: give one of them, not both", EXIT_USAGE)
+    _run_command(
+        dict(study=study, trials=trials, add=add, storage=storage),
+        quiet=quiet, fmt=fmt, debug=debug, resume_only=True,
+    )
+
+
+def _run_command(args: dict[str, Any], *, quiet: bool, fmt: Format, debug: bool, resume_only: bool) -> None:
+    def body() -> None:
+        from search.output import to_json, trial_dict
+        from search.progress import RichObserver
+        from search.service import RunRequest, run_search
+
+        request = RunRequest(**args, resume_only=resume_only)
+        observer = RichObserver(enabled=not quiet)
+        try:
+            summary = run_search(request, observer)
+        finally:
+            observer.close()
+        if fmt is Format.json:
+            _echo(
+                to_json(
+                    {
+                        "study": summary.study,
+                        "storage": summary.storage,
+                        "target": summary.target,
+                        "finished": summary.finished,
+                        "ran": summary.ran,
+                        "seconds": round(summary.seconds, 2),
+                        "counts": summary.counts,
+                        "best": trial_dict(summary.best) if summary.best else None,
+                    }
+                )
+            )
+            return
+        best = summary.best
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items()))
+        _echo(
+            f"study {summary.study}: {summary.finished}/{summary.target} trials finished "
+            f"({counts}); this run: {summary.ran} trials in {summary.seconds:.1f} s"
+        )
+        if best is not None:
+            from search.output import params_text
+
+            params = params_text(best.params)
+            _echo(f"best: trial {best.number}, val_accuracy {best.value:.4f}, {params}")
+        _echo(f"storage: {summary.storage}")
+
+    guarded(body, debug)
+
+
+@app.command()
+def best(
+    study: StudyArg,
+    top: Annotated[int, typer.Option("--top", "-k", help="How many trials.", min=1)] = 1,
+    with_test: Annotated[
+        bool, typer.Option("--with-test", help="Show test metrics of retrained trials.")
+    ] = False,
+    storage: StorageOpt = None,
+    fmt: FormatOpt = Format.table,
+    debug: DebugOpt = False,
+) -> None:
+    """The best finished trials: rank, trial, value, params, epochs trained, duration."""
+
+    def body() -> None:
+        from storage import StudyDatabase
+
+        from search.output import render_trials
+
+        db = StudyDatabase(storage, create=False)
+        rows = db.best(study, top=top)
+        _echo(render_trials(rows, fmt.value, ranked=True, with_test=with_test))
+
+    guarded(body, debug)
+
+
+@app.command()
+def trials(
+    study: StudyArg,
+    state: Annotated[
+        Optional[list[str]],
+        typer.Option(help="Only trials in this state (complete, pruned, failed, running, interrupted)."),
+    ] = None,
+    storage: StorageOpt = None,
+    fmt: FormatOpt = Format.table,
+    debug: DebugOpt = False,
+) -> None:
+    """Every trial of a study, in trial order."""
+
+    def body() -> None:
+        from storage import TRIAL_STATES, StudyDatabase
+
+        from search.errors import UsageError
+        from search.output import render_trials
+
+        for s in state or []:
+            if s not in TRIAL_STATES:
+                raise UsageError(f"--state {s}: expected one of {', '.join(TRIAL_STATES)}")
+        db = StudyDatabase(storage, create=False)
+        _echo(render_trials(db.trials(study, state or None), fmt.value))
+
+    guarded(body, debug)
+
+
+@app.command()
+def studies(storage: StorageOpt = None, fmt: FormatOpt = Format.table, debug: DebugOpt = False) -> None:
+    """Every study in the database: engine, space, data, trials per state, best value."""
+
+    def body() -> None:
+        from storage import StudyDatabase
+
+        from search.output import render_studies
+
+        db = StudyDatabase(storage, create=False)
+        _echo(render_studies(db.studies(), fmt.value))
+
+    guarded(body, debug)
+
+
+@spaces_app.command("list")
+def spaces_list(fmt: FormatOpt = Format.table) -> None:
+    """The built-in spaces."""
+    from spaces import builtin_names, load_space
+
+    from search.output import _csv, _table, to_json
+
+    rows = []
+    for name in builtin_names():
+        sp = load_space(name)
+        rows.append([name, len(sp.searched), sp.description])
+    if fmt is Format.json:
+        _echo(to_json([{"name": r[0], "searched": r[1], "description": r[2]} for r in rows]))
+    elif fmt is Format.csv:
+        _echo(_csv(["name", "searched", "description"], rows))
+    else:
+        _echo(_table(None, ["name", "searched", "description"], rows))
+
+
+@spaces_app.command("show")
+def spaces_show(
+    name: Annotated[str, typer.Argument(help="Built-in space name or TOML file.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="toml or json.")] = "toml",
+) -> None:
+    """Print a space (a built-in's TOML source, or the validated JSON form)."""
+
+    def body() -> None:
+        from spaces import builtin_names, load_space
+        from spaces.loader import builtin_text
+
+        from search.output import to_json
+
+        sp = load_space(name)
+        if fmt == "json":
+            _echo(to_json(sp.to_dict()))
+        elif name in builtin_names() and not os.path.exists(name):
+            _echo(builtin_text(name).rstrip("\n"))
+        else:
+            with open(name, encoding="utf-8") as fh:
+                _echo(fh.read().rstrip("\n"))
+
+    guarded(body)
+
+
+@spaces_app.command("validate")
+def spaces_validate(file: Annotated[str, typer.Argument(help="Space TOML file or built-in name.")]) -> None:
+    """Check a space without running anything; exit 2 with one line if it is wrong."""
+
+    def body() -> None:
+        from spaces import load_space
+
+        sp = load_space(file)
+        _echo(f"{file}: ok ({len(sp.dimensions)} dimensions, {len(sp.searched)} searched)")
+
+    guarded(body)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

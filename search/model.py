@@ -1,0 +1,170 @@
+"""Build a Keras model from a trial's configuration: a pure function of (config, input spec)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from search.data import InputSpec
+from search.errors import TrialFailed
+
+
+@keras.saving.register_keras_serializable(package="rnnsearch")
+class JordanCell(keras.layers.Layer):
+    """A Jordan recurrent cell: the previous *output*, not the hidden state, is fed back.
+
+    h_t = f(W x_t + U y_{t-1} + b)
+    y_t = g(V h_t + c)
+
+    The state carried between steps is y_{t-1}; use the cell through ``keras.layers.RNN``.
+    """
+
+    def __init__(
+        self,
+        units: int,
+        activation: str = "tanh",
+        output_activation: str = "tanh",
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.activation = keras.activations.get(activation)
+        self.output_activation = keras.activations.get(output_activation)
+        self.dropout = float(dropout)
+        self.recurrent_dropout = float(recurrent_dropout)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.state_size = self.units
+        self.output_size = self.units
+
+    def build(self, input_shape: Any) -> None:
+        features = input_shape[-1]
+        self.kernel = self.add_weight(
+            shape=(features, self.units), initializer="glorot_uniform", name="kernel"
+        )
+        self.recurrent_kernel = self.add_weight(
+            shape=(self.units, self.units), initializer="orthogonal", name="recurrent_kernel"
+        )
+        self.bias = self.add_weight(shape=(self.units,), initializer="zeros", name="bias")
+        self.output_kernel = self.add_weight(
+            shape=(self.units, self.units), initializer="glorot_uniform", name="output_kernel"
+        )
+        self.output_bias = self.add_weight(
+            shape=(self.units,), initializer="zeros", name="output_bias"
+        )
+        self.built = True
+
+    def call(self, inputs: Any, states: Any, training: bool = False) -> Any:
+        prev_output = states[0] if isinstance(states, (list, tuple)) else states
+        if training and self.dropout > 0:
+            inputs = keras.random.dropout(inputs, self.dropout, seed=self.seed_generator)
+        if training and self.recurrent_dropout > 0:
+            prev_output = keras.random.dropout(
+                prev_output, self.recurrent_dropout, seed=self.seed_generator
+            )
+        ops = keras.ops
+        hidden = self.activation(
+            ops.matmul(inputs, self.kernel) + ops.matmul(prev_output, self.recurrent_kernel) + self.bias
+        )
+        output = self.output_activation(ops.matmul(hidden, self.output_kernel) + self.output_bias)
+        return output, [output]
+
+    def get_initial_state(self, batch_size: Any = None) -> list[Any]:
+        return [keras.ops.zeros((batch_size, self.units), dtype=self.compute_dtype)]
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "activation": keras.activations.serialize(self.activation),
+            "output_activation": keras.activations.serialize(self.output_activation),
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "seed": self.seed,
+        }
+
+
+def _recurrent_layer(config: dict[str, Any], return_sequences: bool, index: int) -> keras.layers.Layer:
+    cell = config["cell"]
+    units = int(config["units"])
+    common = {
+        "dropout": float(config["dropout"]),
+        "recurrent_dropout": float(config["recurrent_dropout"]),
+        "return_sequences": return_sequences,
+        "name": f"{cell}_{index}",
+    }
+    activation = config.get("activation") or "tanh"
+    if cell == "simple":
+        return keras.layers.SimpleRNN(units, activation=activation, **common)
+    if cell == "lstm":
+        return keras.layers.LSTM(units, **common)
+    if cell == "gru":
+        return keras.layers.GRU(units, **common)
+    if cell == "jordan":
+        jordan = JordanCell(
+            units,
+            activation=activation,
+            dropout=common.pop("dropout"),
+            recurrent_dropout=common.pop("recurrent_dropout"),
+        )
+        return keras.layers.RNN(jordan, **common)
+    raise TrialFailed(f"cell {cell!r}: expected one of simple, jordan, lstm, gru")
+
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate)
+    if name == "adamax":
+        return keras.optimizers.Adamax(learning_rate)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=0.9)
+    raise TrialFailed(f"optimizer {name!r}: expected one of adam, rmsprop, adamax, sgd")
+
+
+def build_model(config: dict[str, Any], spec: InputSpec) -> keras.Model:
+    """The compiled model for one configuration (every dimension of the space resolved)."""
+    if spec.kind == "tokens":
+        inputs = keras.Input(shape=(spec.maxlen,), dtype="int32", name="tokens")
+        # Post-padding puts zeros after the text: mask them so the last state is the text's.
+        x = keras.layers.Embedding(
+            int(spec.vocab_size),
+            int(config["embedding_dim"]),
+            mask_zero=config["padding"] == "post",
+            name="embedding",
+        )(inputs)
+    else:
+        inputs = keras.Input(shape=(spec.maxlen, spec.features), dtype="float32", name="features")
+        x = keras.layers.Masking(mask_value=0.0, name="masking")(inputs)
+    layers = int(config["layers"])
+    head = config["head"]
+    for i in range(layers):
+        return_sequences = i < layers - 1 or head != "last"
+        layer = _recurrent_layer(config, return_sequences, i)
+        if config["bidirectional"]:
+            layer = keras.layers.Bidirectional(
+                layer, merge_mode=config.get("merge_mode") or "concat", name=f"bi_{layer.name}"
+            )
+        x = layer(x)
+    if head == "max":
+        x = keras.layers.GlobalMaxPooling1D(name="max_over_time")(x)
+    elif head == "average":
+        x = keras.layers.GlobalAveragePooling1D(name="average_over_time")(x)
+    if spec.num_classes == 2:
+        outputs = keras.layers.Dense(1, activation="sigmoid", name="output")(x)
+        loss = "binary_crossentropy"
+    else:
+        outputs = keras.layers.Dense(spec.num_classes, activation="softmax", name="output")(x)
+        loss = "sparse_categorical_crossentropy"
+    model = keras.Model(inputs, outputs, name="rnnsearch")
+    model.compile(
+        optimizer=make_optimizer(config["optimizer"], float(config["learning_rate"])),
+        loss=loss,
+        metrics=["accuracy"],
+    )
+    return model

@@ -1,0 +1,103 @@
+"""Train a built model on prepared data, reporting every finished epoch.
+
+:func:`fit` is a pure function of (model, data, config, reporter): it knows nothing of engines or
+storage. The reporter decides what an epoch means (store it, prune the trial, checkpoint).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import keras
+
+from search.data import PreparedData
+from search.errors import TrialFailed
+
+METRIC_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+class EpochReporter(Protocol):
+    def epoch_done(self, model: keras.Model, epoch: int, metrics: dict[str, float], seconds: float) -> bool:
+        """Called after each epoch (1-based) with its metrics; return True to stop training."""
+
+
+@dataclass
+class FitResult:
+    epochs_run: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: bool = False
+
+    @property
+    def best_epoch(self) -> int | None:
+        scored = [(h["val_accuracy"], -i) for i, h in enumerate(self.history) if "val_accuracy" in h]
+        return -max(scored)[1] + 1 if scored else None
+
+    @property
+    def best_val_accuracy(self) -> float | None:
+        values = [h["val_accuracy"] for h in self.history if "val_accuracy" in h]
+        return max(values) if values else None
+
+
+class _ReportingCallback(keras.callbacks.Callback):
+    def __init__(self, reporter: EpochReporter, result: FitResult) -> None:
+        super().__init__()
+        self.reporter = reporter
+        self.result = result
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        seconds = time.perf_counter() - self._started
+        metrics = {k: float(v) for k, v in (logs or {}).items() if k in METRIC_KEYS}
+        if any(math.isnan(v) or math.isinf(v) for v in metrics.values()):
+            self.model.stop_training = True
+            raise TrialFailed(f"training diverged at epoch {epoch + 1}: {metrics}")
+        self.result.history.append(metrics)
+        self.result.epochs_run = epoch + 1
+        if self.reporter.epoch_done(self.model, epoch + 1, metrics, seconds):
+            self.result.stopped_early = True
+            self.model.stop_training = True
+
+
+def fit(
+    model: keras.Model,
+    data: PreparedData,
+    config: dict[str, Any],
+    reporter: EpochReporter,
+    *,
+    initial_epoch: int = 0,
+    verbose: int = 0,
+) -> FitResult:
+    """Train for ``config['epochs']`` epochs in all, starting after ``initial_epoch`` done ones."""
+    result = FitResult(epochs_run=initial_epoch)
+    epochs = int(config["epochs"])
+    if initial_epoch >= epochs:
+        return result
+    try:
+        model.fit(
+            data.x_train,
+            data.y_train,
+            validation_data=(data.x_val, data.y_val),
+            batch_size=int(config["batch_size"]),
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            shuffle=True,
+            verbose=verbose,
+            callbacks=[_ReportingCallback(reporter, result)],
+        )
+    except TrialFailed:
+        raise
+    except (ValueError, MemoryError) as exc:
+        raise TrialFailed(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}") from exc
+    except Exception as exc:
+        # TensorFlow's ResourceExhaustedError (out of memory) and friends: the trial failed.
+        if type(exc).__module__.startswith("tensorflow"):
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            raise TrialFailed(f"{type(exc).__name__}: {first}") from exc
+        raise
+    return result

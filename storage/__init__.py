@@ -1,0 +1,28 @@
+"""The study database: Optuna's RDB storage and rnnsearch's own tables. No TensorFlow here."""
+
+from __future__ import annotations
+
+from storage.database import DEFAULT_URL, ENV_VAR, StudyDatabase, resolve_url
+from storage.errors import (
+    NotAStudyDatabaseError,
+    StorageError,
+    StorageURLError,
+    StudyNotFoundError,
+)
+from storage.records import TRIAL_STATES, EpochRecord, StudyConfig, StudyRecord, TrialRecord
+
+__all__ = [
+    "DEFAULT_URL",
+    "ENV_VAR",
+    "TRIAL_STATES",
+    "EpochRecord",
+    "NotAStudyDatabaseError",
+    "StorageError",
+    "StorageURLError",
+    "StudyConfig",
+    "StudyDatabase",
+    "StudyNotFoundError",
+    "StudyRecord",
+    "TrialRecord",
+    "resolve_url",
+]

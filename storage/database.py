@@ -1,0 +1,667 @@
+"""The study database: Optuna's RDB storage plus rnnsearch's own tables, in one SQL database.
+
+:class:`StudyDatabase` is the only way the rest of rnnsearch touches the database. Its contract:
+
+* It opens SQLite files and PostgreSQL URLs only. It never writes into a file or database that
+  is not already a study database, unless that database is empty (a new SQLite file).
+* Reads return frozen records (:mod:`storage.records`), never ORM rows or Optuna objects.
+* Every SQLAlchemy or Optuna storage error leaves as a :class:`~storage.errors.StorageError`
+  whose message names the database and says what went wrong, in one line.
+* Heartbeats are on from a study's first trial, so a trial whose process died (kill -9, power
+  loss) is detected by the next worker to start a trial and marked failed by Optuna; rnnsearch
+  then reports it as ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    func,
+    inspect,
+    select,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.errors import (
+    NotAStudyDatabaseError,
+    StorageError,
+    StorageURLError,
+    StudyNotFoundError,
+)
+from storage.migrations import upgrade
+from storage.records import EpochRecord, StudyConfig, StudyRecord, TrialRecord
+from storage.schema import Base, EpochMetricRow, StudyConfigRow, TrialInfoRow
+
+if TYPE_CHECKING:
+    import optuna
+
+DEFAULT_URL = "sqlite:///rnnsearch.db"
+ENV_VAR = "RNNSEARCH_STORAGE"
+
+#: Seconds between heartbeats of a running trial, and how long a silent trial may stay RUNNING.
+HEARTBEAT_INTERVAL = 10
+GRACE_PERIOD = 30
+#: How long a SQLite writer waits for a lock before failing (many workers on one file).
+SQLITE_BUSY_TIMEOUT_S = 120
+
+# Optuna's own tables, declared with just the columns rnnsearch reads, so that listing 10,000
+# trials is one query instead of Optuna's per-trial object assembly. They are never created here.
+_optuna_meta = MetaData()
+_o_studies = Table(
+    "studies", _optuna_meta, Column("study_id", Integer), Column("study_name", String)
+)
+_o_directions = Table(
+    "study_directions",
+    _optuna_meta,
+    Column("study_id", Integer),
+    Column("direction", String),
+    Column("objective", Integer),
+)
+_o_trials = Table(
+    "trials",
+    _optuna_meta,
+    Column("trial_id", Integer),
+    Column("number", Integer),
+    Column("study_id", Integer),
+    Column("state", String),
+    Column("datetime_start", DateTime),
+    Column("datetime_complete", DateTime),
+)
+_o_values = Table(
+    "trial_values",
+    _optuna_meta,
+    Column("trial_id", Integer),
+    Column("objective", Integer),
+    Column("value", Float),
+)
+_o_params = Table(
+    "trial_params",
+    _optuna_meta,
+    Column("trial_id", Integer),
+    Column("param_name", String),
+    Column("param_value", Float),
+    Column("distribution_json", String),
+)
+_o_intermediate = Table(
+    "trial_intermediate_values",
+    _optuna_meta,
+    Column("trial_id", Integer),
+    Column("step", Integer),
+)
+
+_OPTUNA_STATE = {
+    "COMPLETE": "complete",
+    "PRUNED": "pruned",
+    "FAIL": "failed",
+    "RUNNING": "running",
+    "WAITING": "waiting",
+}
+
+
+def resolve_url(url: str | None) -> str:
+    """The storage URL to use: the argument, else $RNNSEARCH_STORAGE, else ./rnnsearch.db."""
+    return url or os.environ.get(ENV_VAR) or DEFAULT_URL
+
+
+def _sqlite_path(url: str) -> Path | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    if not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def check_url(url: str) -> str:
+    """Validate a storage URL; raise StorageURLError naming it and what is accepted."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StorageURLError(
+            f"storage URL {url!r} is malformed; expected sqlite:///PATH or "
+            "postgresql://USER@HOST:PORT/DB"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise StorageURLError(
+            f"storage URL {url!r} names a {backend!r} database; rnnsearch supports sqlite:///PATH "
+            "and postgresql://USER@HOST:PORT/DB"
+        )
+    if backend == "postgresql" and parsed.drivername == "postgresql":
+        # psycopg 3 is what the postgres extra installs; SQLAlchemy's bare default is psycopg2.
+        url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return url
+
+
+def _display(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class StudyDatabase:
+    """One study database (see the module docstring for the contract)."""
+
+    def __init__(self, url: str | None = None, *, create: bool = True) -> None:
+        raw = resolve_url(url)
+        self.url = check_url(raw)
+        self.display_url = _display(raw)
+        path = _sqlite_path(self.url)
+        if path is not None:
+            self._check_sqlite_file(path, create=create)
+        self._storage: optuna.storages.RDBStorage | None = None
+        self._lock = threading.Lock()
+        try:
+            self.engine = self._make_engine()
+            self._check_foreign(create=create)
+            with self.engine.begin() as conn:
+                upgrade(conn)
+        except SQLAlchemyError as exc:
+            raise self._error("cannot open", exc) from None
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    # -- opening ---------------------------------------------------------------------------
+
+    def _check_sqlite_file(self, path: Path, *, create: bool) -> None:
+        if path.is_dir():
+            raise NotAStudyDatabaseError(f"{path}: is a directory, not a study database file")
+        if not path.exists():
+            if not create:
+                raise StudyNotFoundError(
+                    f"{path}: no study database here (pass --storage, or set {ENV_VAR})"
+                )
+            if not path.parent.exists():
+                raise StorageURLError(f"{path}: the folder {path.parent} does not exist")
+            return
+        if path.stat().st_size == 0:
+            return
+        with path.open("rb") as fh:
+            header = fh.read(16)
+        if header != b"SQLite format 3\x00":
+            raise NotAStudyDatabaseError(
+                f"{path}: not a study database (not an SQLite file); expected a file written by "
+                "rnnsearch or Optuna"
+            )
+
+    def _make_engine(self) -> Engine:
+        if self.url.startswith("sqlite"):
+            engine = create_engine(
+                self.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}
+            )
+
+            @event.listens_for(engine, "connect")
+            def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cur = dbapi_conn.cursor()
+                # WAL lets readers (best, report, the dashboard) run while a search writes.
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+                cur.close()
+
+            return engine
+        return create_engine(self.url, pool_pre_ping=True)
+
+    def _check_foreign(self, *, create: bool) -> None:
+        """Refuse databases that hold tables but are not Optuna/rnnsearch study databases."""
+        tables = set(inspect(self.engine).get_table_names())
+        if not tables:
+            return
+        if "version_info" in tables and "studies" in tables:
+            return
+        if tables <= set(Base.metadata.tables):
+            return
+        shown = ", ".join(sorted(tables)[:5])
+        raise NotAStudyDatabaseError(
+            f"{self.display_url}: not a study database (it holds other tables: {shown}); "
+            "expected a database written by rnnsearch or Optuna, or an empty one"
+        )
+
+    @property
+    def optuna_storage(self) -> optuna.storages.RDBStorage:
+        """Optuna's RDB storage on the same database, heartbeat on (created on first use)."""
+        with self._lock:
+            if self._storage is None:
+                self._storage = self._make_optuna_storage()
+            return self._storage
+
+    def _make_optuna_storage(self) -> optuna.storages.RDBStorage:
+        import optuna
+
+        engine_kwargs: dict[str, Any] = {}
+        if self.url.startswith("sqlite"):
+            engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+        else:
+            engine_kwargs["pool_pre_ping"] = True
+        try:
+            return optuna.storages.RDBStorage(
+                self.url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=HEARTBEAT_INTERVAL,
+                grace_period=GRACE_PERIOD,
+            )
+        except (SQLAlchemyError, RuntimeError, ValueError) as exc:
+            raise self._error("cannot open Optuna's tables in", exc) from None
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        if self._storage is not None:
+            self._storage.remove_session()
+            self._storage.engine.dispose()
+
+    # -- error handling --------------------------------------------------------------------
+
+    def _error(self, doing: str, exc: BaseException) -> StorageError:
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        if "locked" in detail:
+            return StorageError(f"{self.display_url}: database is locked ({doing}): {detail}")
+        return StorageError(f"{self.display_url}: {doing} the study database: {detail}")
+
+    @contextmanager
+    def session(self, doing: str = "cannot use") -> Iterator[Session]:
+        """A transaction; commits on success, rolls back and raises StorageError on failure."""
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except SQLAlchemyError as exc:
+            session.rollback()
+            raise self._error(doing, exc) from None
+        finally:
+            session.close()
+
+    # -- studies ---------------------------------------------------------------------------
+
+    def study_id(self, name: str) -> int:
+        """Optuna's id of the study, or StudyNotFoundError naming the known studies."""
+        if not self.has_optuna_tables():
+            raise StudyNotFoundError(
+                f"no study named {name!r} in {self.display_url}; it holds no study"
+            )
+        with self.session("cannot read") as s:
+            sid = s.execute(
+                select(_o_studies.c.study_id).where(_o_studies.c.study_name == name)
+            ).scalar()
+            if sid is None:
+                known = s.execute(select(_o_studies.c.study_name).order_by(_o_studies.c.study_id))
+                names = [n for (n,) in known]
+        if sid is None:
+            hint = f"; studies here: {', '.join(names[:10])}" if names else "; it holds no study"
+            raise StudyNotFoundError(f"no study named {name!r} in {self.display_url}{hint}")
+        return int(sid)
+
+    def has_optuna_tables(self) -> bool:
+        return "studies" in set(inspect(self.engine).get_table_names())
+
+    def save_study_config(self, config: StudyConfig) -> None:
+        with self.session("cannot write") as s:
+            row = s.get(StudyConfigRow, config.study_id)
+            if row is None:
+                row = StudyConfigRow(study_id=config.study_id, created_at=_utcnow())
+                s.add(row)
+            row.study_name = config.name
+            row.engine = config.engine
+            row.space_name = config.space_name
+            row.space_json = config.space_json
+            row.data = dict(config.data)
+            row.seed = config.seed
+            row.target_trials = config.target_trials
+            row.options = dict(config.options)
+
+    def study_config(self, name: str) -> StudyConfig | None:
+        """What the study was started with, or None for a study rnnsearch did not create."""
+        sid = self.study_id(name)
+        with self.session("cannot read") as s:
+            row = s.get(StudyConfigRow, sid)
+            if row is None:
+                return None
+            return StudyConfig(
+                name=row.study_name,
+                study_id=row.study_id,
+                engine=row.engine,
+                space_name=row.space_name,
+                space_json=row.space_json,
+                data=dict(row.data or {}),
+                seed=row.seed,
+                target_trials=row.target_trials,
+                options=dict(row.options or {}),
+                created_at=row.created_at,
+            )
+
+    def set_target_trials(self, study_id: int, target: int) -> None:
+        with self.session("cannot write") as s:
+            row = s.get(StudyConfigRow, study_id)
+            if row is None:
+                raise StudyNotFoundError(f"study id {study_id} has no rnnsearch configuration")
+            row.target_trials = target
+
+    def studies(self) -> list[StudyRecord]:
+        if not self.has_optuna_tables():
+            return []
+        with self.session("cannot read") as s:
+            studies = s.execute(
+                select(_o_studies.c.study_id, _o_studies.c.study_name).order_by(
+                    _o_studies.c.study_id
+                )
+            ).all()
+            directions = dict(
+                s.execute(
+                    select(_o_directions.c.study_id, _o_directions.c.direction).where(
+                        _o_directions.c.objective == 0
+                    )
+                ).all()
+            )
+            configs = {r.study_id: r for r in s.scalars(select(StudyConfigRow))}
+            counts: dict[int, dict[str, int]] = {}
+            for sid, state, n in s.execute(
+                select(_o_trials.c.study_id, _o_trials.c.state, func.count()).group_by(
+                    _o_trials.c.study_id, _o_trials.c.state
+                )
+            ):
+                counts.setdefault(sid, {})[_OPTUNA_STATE.get(str(state), str(state).lower())] = n
+            interrupted = dict(
+                s.execute(
+                    select(TrialInfoRow.study_id, func.count())
+                    .where(TrialInfoRow.status == "interrupted")
+                    .group_by(TrialInfoRow.study_id)
+                ).all()
+            )
+        out = []
+        for sid, name in studies:
+            direction = str(directions.get(sid, "MAXIMIZE")).lower()
+            c = {k: 0 for k in ("complete", "pruned", "failed", "running", "interrupted")}
+            c.update(counts.get(sid, {}))
+            moved = min(interrupted.get(sid, 0), c["failed"])
+            c["failed"] -= moved
+            c["interrupted"] += moved
+            cfg = configs.get(sid)
+            best = self._best_value(sid, direction)
+            out.append(
+                StudyRecord(
+                    name=name,
+                    study_id=sid,
+                    engine=cfg.engine if cfg else None,
+                    space=cfg.space_name if cfg else None,
+                    data=(cfg.data or {}).get("source") if cfg else None,
+                    direction=direction,
+                    counts=c,
+                    best_value=best,
+                    target_trials=cfg.target_trials if cfg else None,
+                    created_at=cfg.created_at if cfg else None,
+                )
+            )
+        return out
+
+    def _best_value(self, study_id: int, direction: str) -> float | None:
+        agg = func.max if direction == "maximize" else func.min
+        with self.session("cannot read") as s:
+            return s.execute(
+                select(agg(_o_values.c.value))
+                .join(_o_trials, _o_trials.c.trial_id == _o_values.c.trial_id)
+                .where(_o_trials.c.study_id == study_id, _o_trials.c.state == "COMPLETE")
+            ).scalar()
+
+    # -- trials ----------------------------------------------------------------------------
+
+    def record_trial_info(
+        self,
+        *,
+        trial_id: int,
+        study_id: int,
+        number: int,
+        engine: str,
+        config: Mapping[str, Any],
+        status: str,
+        reason: str | None = None,
+        wall_seconds: float | None = None,
+        data_fingerprint: str | None = None,
+        versions: Mapping[str, str] | None = None,
+        param_count: int | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Create or update a trial's rnnsearch row; fields given as None keep their value."""
+        with self.session("cannot write") as s:
+            row = s.get(TrialInfoRow, trial_id)
+            if row is None:
+                row = TrialInfoRow(
+                    trial_id=trial_id,
+                    study_id=study_id,
+                    number=number,
+                    engine=engine,
+                    config=dict(config),
+                    status=status,
+                    epochs_trained=0,
+                    versions={},
+                    extra={},
+                    updated_at=_utcnow(),
+                )
+                s.add(row)
+            row.config = dict(config)
+            row.status = status
+            row.updated_at = _utcnow()
+            if reason is not None:
+                row.reason = reason
+            if wall_seconds is not None:
+                row.wall_seconds = wall_seconds
+            if data_fingerprint is not None:
+                row.data_fingerprint = data_fingerprint
+            if versions is not None:
+                row.versions = dict(versions)
+            if param_count is not None:
+                row.param_count = param_count
+            if extra is not None:
+                row.extra = {**(row.extra or {}), **extra}
+            row.epochs_trained = s.execute(
+                select(func.count()).where(EpochMetricRow.trial_id == trial_id)
+            ).scalar_one()
+
+    def record_epoch(
+        self,
+        *,
+        trial_id: int,
+        study_id: int,
+        epoch: int,
+        metrics: Mapping[str, float],
+        seconds: float | None,
+    ) -> None:
+        """Store one finished epoch (1-based); recording the same epoch again overwrites it."""
+
+        def num(key: str) -> float | None:
+            v = metrics.get(key)
+            return None if v is None else float(v)
+
+        with self.session("cannot write") as s:
+            row = s.get(EpochMetricRow, (trial_id, epoch))
+            if row is None:
+                row = EpochMetricRow(trial_id=trial_id, epoch=epoch, study_id=study_id)
+                s.add(row)
+            row.loss = num("loss")
+            row.accuracy = num("accuracy")
+            row.val_loss = num("val_loss")
+            row.val_accuracy = num("val_accuracy")
+            row.seconds = seconds
+            row.recorded_at = _utcnow()
+            s.flush()
+            info = s.get(TrialInfoRow, trial_id)
+            if info is not None:
+                info.epochs_trained = s.execute(
+                    select(func.count()).where(EpochMetricRow.trial_id == trial_id)
+                ).scalar_one()
+                info.updated_at = _utcnow()
+
+    def record_test_metrics(self, trial_id: int, loss: float, accuracy: float) -> None:
+        with self.session("cannot write") as s:
+            row = s.get(TrialInfoRow, trial_id)
+            if row is None:
+                raise StorageError(f"trial id {trial_id} has no rnnsearch row to record test metrics")
+            row.test_loss = float(loss)
+            row.test_accuracy = float(accuracy)
+
+    def epochs(self, trial_id: int) -> list[EpochRecord]:
+        with self.session("cannot read") as s:
+            rows = s.scalars(
+                select(EpochMetricRow)
+                .where(EpochMetricRow.trial_id == trial_id)
+                .order_by(EpochMetricRow.epoch)
+            ).all()
+            return [
+                EpochRecord(r.epoch, r.loss, r.accuracy, r.val_loss, r.val_accuracy, r.seconds)
+                for r in rows
+            ]
+
+    def epochs_by_trial(self, study_id: int) -> dict[int, list[EpochRecord]]:
+        with self.session("cannot read") as s:
+            rows = s.scalars(
+                select(EpochMetricRow)
+                .where(EpochMetricRow.study_id == study_id)
+                .order_by(EpochMetricRow.trial_id, EpochMetricRow.epoch)
+            ).all()
+        out: dict[int, list[EpochRecord]] = {}
+        for r in rows:
+            out.setdefault(r.trial_id, []).append(
+                EpochRecord(r.epoch, r.loss, r.accuracy, r.val_loss, r.val_accuracy, r.seconds)
+            )
+        return out
+
+    def trials(self, study: str, states: Sequence[str] | None = None) -> list[TrialRecord]:
+        """Every trial of the study, in trial-number order, whatever engine ran it."""
+        sid = self.study_id(study)
+        with self.session("cannot read") as s:
+            trows = s.execute(
+                select(
+                    _o_trials.c.trial_id,
+                    _o_trials.c.number,
+                    _o_trials.c.state,
+                    _o_trials.c.datetime_start,
+                    _o_trials.c.datetime_complete,
+                )
+                .where(_o_trials.c.study_id == sid)
+                .order_by(_o_trials.c.number)
+            ).all()
+            values = dict(
+                s.execute(
+                    select(_o_values.c.trial_id, _o_values.c.value)
+                    .join(_o_trials, _o_trials.c.trial_id == _o_values.c.trial_id)
+                    .where(_o_trials.c.study_id == sid, _o_values.c.objective == 0)
+                ).all()
+            )
+            params: dict[int, dict[str, Any]] = {}
+            for tid, pname, pval, dist in s.execute(
+                select(
+                    _o_params.c.trial_id,
+                    _o_params.c.param_name,
+                    _o_params.c.param_value,
+                    _o_params.c.distribution_json,
+                )
+                .join(_o_trials, _o_trials.c.trial_id == _o_params.c.trial_id)
+                .where(_o_trials.c.study_id == sid)
+            ):
+                params.setdefault(tid, {})[pname] = _external_param(pval, dist)
+            steps = dict(
+                s.execute(
+                    select(_o_intermediate.c.trial_id, func.count())
+                    .join(_o_trials, _o_trials.c.trial_id == _o_intermediate.c.trial_id)
+                    .where(_o_trials.c.study_id == sid)
+                    .group_by(_o_intermediate.c.trial_id)
+                ).all()
+            )
+            infos = {r.trial_id: r for r in s.scalars(select(TrialInfoRow).where(TrialInfoRow.study_id == sid))}
+            out: list[TrialRecord] = []
+            for tid, number, state, start, end in trows:
+                info = infos.get(tid)
+                st = _OPTUNA_STATE.get(str(state), str(state).lower())
+                if st == "failed" and info is not None and info.status == "interrupted":
+                    st = "interrupted"
+                if info is not None and info.wall_seconds is not None:
+                    duration = info.wall_seconds
+                elif start is not None and end is not None:
+                    duration = (end - start).total_seconds()
+                else:
+                    duration = None
+                p = params.get(tid, {})
+                out.append(
+                    TrialRecord(
+                        study=study,
+                        number=number,
+                        trial_id=tid,
+                        state=st,
+                        value=values.get(tid) if st == "complete" or st == "pruned" else None,
+                        params=p,
+                        config=dict(info.config) if info is not None else dict(p),
+                        epochs=info.epochs_trained if info is not None else steps.get(tid, 0),
+                        duration_s=duration,
+                        started_at=start,
+                        finished_at=end,
+                        engine=info.engine if info is not None else None,
+                        reason=info.reason if info is not None else None,
+                        data_fingerprint=info.data_fingerprint if info is not None else None,
+                        param_count=info.param_count if info is not None else None,
+                        extra=dict(info.extra or {}) if info is not None else {},
+                        test_loss=info.test_loss if info is not None else None,
+                        test_accuracy=info.test_accuracy if info is not None else None,
+                    )
+                )
+        if states:
+            wanted = set(states)
+            out = [t for t in out if t.state in wanted]
+        return out
+
+    def best(
+        self,
+        study: str,
+        top: int = 1,
+        predicate: Callable[[Mapping[str, Any]], bool] | None = None,
+    ) -> list[TrialRecord]:
+        """Completed trials, best objective first; ties go to fewer epochs, then less time."""
+        sid = self.study_id(study)
+        with self.session("cannot read") as s:
+            direction = s.execute(
+                select(_o_directions.c.direction).where(
+                    _o_directions.c.study_id == sid, _o_directions.c.objective == 0
+                )
+            ).scalar()
+        sign = -1.0 if str(direction or "MAXIMIZE").upper() == "MAXIMIZE" else 1.0
+        done = [t for t in self.trials(study, ["complete"]) if t.value is not None]
+        if predicate is not None:
+            done = [t for t in done if predicate(t.config)]
+        done.sort(key=lambda t: (sign * t.value, t.epochs, t.duration_s or 0.0, t.number))
+        return done[:top]
+
+
+def _external_param(internal: float, distribution_json: str) -> Any:
+    """Optuna stores categorical choices by index; turn them back into the user's values."""
+    try:
+        spec = json.loads(distribution_json)
+    except (TypeError, ValueError):
+        return internal
+    name = spec.get("name")
+    attrs = spec.get("attributes", {})
+    if name == "CategoricalDistribution":
+        return attrs["choices"][int(internal)]
+    if name in ("IntDistribution", "IntUniformDistribution", "IntLogUniformDistribution"):
+        return int(internal)
+    return float(internal)
