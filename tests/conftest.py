@@ -1,0 +1,66 @@
+"""Shared fixtures: the offline IMDB copy, fresh storage URLs (SQLite file or PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("RNNSEARCH_SHARED", REPO.parent / "shared"))
+IMDB_NPZ = SHARED / "data" / "imdb" / "imdb.npz"
+IMDB_CSV = SHARED / "data" / "imdb" / "imdb_reviews.csv.gz"
+POSTGRES_URL = os.environ.get(
+    "RNNSEARCH_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def imdb_npz() -> Path:
+    if not IMDB_NPZ.is_file():
+        pytest.fail(f"the offline IMDB copy is missing: {IMDB_NPZ} (../shared beside the repo)")
+    return IMDB_NPZ
+
+
+@pytest.fixture()
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'study.db'}"
+
+
+def _postgres_schema_url() -> tuple[str, str]:
+    """A fresh, empty schema on the test server, so tests never see each other's tables."""
+    import sqlalchemy as sa
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(POSTGRES_URL)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    engine.dispose()
+    return f"{POSTGRES_URL}?options=-csearch_path%3D{schema}", schema
+
+
+@pytest.fixture()
+def postgres_url():
+    import sqlalchemy as sa
+
+    try:
+        url, schema = _postgres_schema_url()
+    except sa.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is not reachable (.ci/run starts it): {exc}")
+    yield url
+    engine = sa.create_engine(POSTGRES_URL)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def storage_url(request, tmp_path: Path) -> str:
+    """Every storage test runs against both SQLite and PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'study.db'}"
+    return request.getfixturevalue("postgres_url")
