@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    cast,
     create_engine,
     event,
     func,
@@ -178,7 +180,8 @@ class StudyDatabase:
         self._lock = threading.Lock()
         try:
             self.engine = self._make_engine()
-            self._check_foreign(create=create)
+            if path is None:
+                self._check_foreign(set(inspect(self.engine).get_table_names()))
             with self.engine.begin() as conn:
                 upgrade(conn)
         except SQLAlchemyError as exc:
@@ -207,12 +210,17 @@ class StudyDatabase:
                 f"{path}: not a study database (not an SQLite file); expected a file written by "
                 "rnnsearch or Optuna"
             )
+        # Look read-only first: opening through the engine would switch the file to WAL mode.
+        try:
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+                rows = conn.execute("select name from sqlite_master where type='table'").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise NotAStudyDatabaseError(f"{path}: not a readable SQLite database: {exc}") from None
+        self._check_foreign({name for (name,) in rows})
 
     def _make_engine(self) -> Engine:
         if self.url.startswith("sqlite"):
-            engine = create_engine(
-                self.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}
-            )
+            engine = create_engine(self.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
 
             @event.listens_for(engine, "connect")
             def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -226,9 +234,8 @@ class StudyDatabase:
             return engine
         return create_engine(self.url, pool_pre_ping=True)
 
-    def _check_foreign(self, *, create: bool) -> None:
+    def _check_foreign(self, tables: set[str]) -> None:
         """Refuse databases that hold tables but are not Optuna/rnnsearch study databases."""
-        tables = set(inspect(self.engine).get_table_names())
         if not tables:
             return
         if "version_info" in tables and "studies" in tables:
@@ -422,7 +429,10 @@ class StudyDatabase:
             return s.execute(
                 select(agg(_o_values.c.value))
                 .join(_o_trials, _o_trials.c.trial_id == _o_values.c.trial_id)
-                .where(_o_trials.c.study_id == study_id, _o_trials.c.state == "COMPLETE")
+                .where(
+                    _o_trials.c.study_id == study_id,
+                    cast(_o_trials.c.state, String) == "COMPLETE",
+                )
             ).scalar()
 
     # -- trials ----------------------------------------------------------------------------
@@ -517,7 +527,9 @@ class StudyDatabase:
         with self.session("cannot write") as s:
             row = s.get(TrialInfoRow, trial_id)
             if row is None:
-                raise StorageError(f"trial id {trial_id} has no rnnsearch row to record test metrics")
+                raise StorageError(
+                    f"trial id {trial_id} has no rnnsearch row to record test metrics"
+                )
             row.test_loss = float(loss)
             row.test_accuracy = float(accuracy)
 
@@ -589,7 +601,10 @@ class StudyDatabase:
                     .group_by(_o_intermediate.c.trial_id)
                 ).all()
             )
-            infos = {r.trial_id: r for r in s.scalars(select(TrialInfoRow).where(TrialInfoRow.study_id == sid))}
+            infos = {
+                r.trial_id: r
+                for r in s.scalars(select(TrialInfoRow).where(TrialInfoRow.study_id == sid))
+            }
             out: list[TrialRecord] = []
             for tid, number, state, start, end in trows:
                 info = infos.get(tid)
