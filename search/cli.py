@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from enum import Enum
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -41,7 +41,7 @@ class EngineName(str, Enum):
 
 # Options shared by several commands, defined once.
 StorageOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--storage",
         help="Study database URL (sqlite:///PATH or postgresql://...). "
@@ -63,11 +63,10 @@ def _fail(message: str, code: int) -> None:
 
 def guarded(fn: Callable[[], T], debug: bool = False) -> T:
     """Run a command body; our exceptions become one line on stderr and an exit code."""
+    from search.errors import DataError, SearchError, UsageError
     from spaces import SpaceError
     from storage import StorageError
     from storage.errors import NotAStudyDatabaseError, StorageURLError, StudyNotFoundError
-
-    from search.errors import DataError, SearchError, UsageError
 
     debug = debug or bool(os.environ.get("RNNSEARCH_DEBUG"))
     _quiet_libraries()
@@ -104,7 +103,7 @@ def _quiet_libraries() -> None:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
-    warnings.filterwarnings("ignore", message=".*experimental feature.*")
+    warnings.filterwarnings("ignore", message=".*experimental.*")
 
 
 def _echo(text: str) -> None:
@@ -115,34 +114,48 @@ def _echo(text: str) -> None:
 def run(
     study: Annotated[str, typer.Option("--study", "-s", help="Study name (created if new).")],
     space: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(help="Built-in space name or TOML file. Default: the study's, else 'default'."),
     ] = None,
     engine: Annotated[
-        Optional[EngineName], typer.Option(help="Search engine. Default: the study's, else optuna.")
+        EngineName | None, typer.Option(help="Search engine. Default: the study's, else optuna.")
     ] = None,
     trials: Annotated[
-        Optional[int],
+        int | None,
         typer.Option(
             help="Finished trials to run (default 20). On an existing study that reached its "
             "target: this many more; on an interrupted one, it first reaches its target."
         ),
     ] = None,
-    add: Annotated[Optional[int], typer.Option(help="Add this many trials to the target.")] = None,
+    add: Annotated[int | None, typer.Option(help="Add this many trials to the target.")] = None,
     data: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(help="'imdb' (Keras' loader) or a file in Keras' imdb.npz layout."),
     ] = None,
     limit: Annotated[
-        Optional[int], typer.Option(help="Train on a stratified slice of N training examples.")
+        int | None, typer.Option(help="Train on a stratified slice of N training examples.")
     ] = None,
     max_epochs: Annotated[
-        Optional[int], typer.Option("--max-epochs", help="Epochs per trial at most (default 5).")
+        int | None, typer.Option("--max-epochs", help="Epochs per trial at most (default 5).")
     ] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of sampling and weights.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of sampling and weights.")] = None,
     allow_space_change: Annotated[
         bool, typer.Option("--allow-space-change", help="Continue a study with a changed space.")
     ] = False,
+    time_budget: Annotated[
+        str | None,
+        typer.Option(
+            "--time-budget",
+            help="Stop starting trials once the study has used this much training time in all "
+            "(e.g. 90s, 20m, 2h); stored with the study.",
+        ),
+    ] = None,
+    keep_checkpoints: Annotated[
+        int | None,
+        typer.Option(
+            "--keep-checkpoints", help="Keep the final checkpoints of this many best trials (3)."
+        ),
+    ] = None,
     storage: StorageOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     fmt: FormatOpt = Format.table,
@@ -154,6 +167,7 @@ def run(
             study=study, space=space, engine=engine.value if engine else None, trials=trials,
             add=add, data=data, limit=limit, max_epochs=max_epochs, seed=seed,
             allow_space_change=allow_space_change, storage=storage,
+            time_budget=time_budget, keep_checkpoints=keep_checkpoints,
         ),
         quiet=quiet, fmt=fmt, debug=debug, resume_only=False,
     )
@@ -163,9 +177,9 @@ def run(
 def resume(
     study: StudyArg,
     trials: Annotated[
-        Optional[int], typer.Option(help="Total finished trials the study should reach.")
+        int | None, typer.Option(help="Total finished trials the study should reach.")
     ] = None,
-    add: Annotated[Optional[int], typer.Option(help="Add this many trials to the target.")] = None,
+    add: Annotated[int | None, typer.Option(help="Add this many trials to the target.")] = None,
     storage: StorageOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     fmt: FormatOpt = Format.table,
@@ -186,6 +200,10 @@ def _run_command(args: dict[str, Any], *, quiet: bool, fmt: Format, debug: bool,
         from search.progress import RichObserver
         from search.service import RunRequest, run_search
 
+        from search.service import parse_duration
+
+        if args.get("time_budget") is not None:
+            args["time_budget"] = parse_duration(args["time_budget"])
         request = RunRequest(**args, resume_only=resume_only)
         observer = RichObserver(enabled=not quiet)
         try:
@@ -238,9 +256,8 @@ def best(
     """The best finished trials: rank, trial, value, params, epochs trained, duration."""
 
     def body() -> None:
-        from storage import StudyDatabase
-
         from search.output import render_trials
+        from storage import StudyDatabase
 
         db = StudyDatabase(storage, create=False)
         rows = db.best(study, top=top)
@@ -253,7 +270,7 @@ def best(
 def trials(
     study: StudyArg,
     state: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option(help="Only trials in this state (complete, pruned, failed, running, interrupted)."),
     ] = None,
     storage: StorageOpt = None,
@@ -263,10 +280,9 @@ def trials(
     """Every trial of a study, in trial order."""
 
     def body() -> None:
-        from storage import TRIAL_STATES, StudyDatabase
-
         from search.errors import UsageError
         from search.output import render_trials
+        from storage import TRIAL_STATES, StudyDatabase
 
         for s in state or []:
             if s not in TRIAL_STATES:
@@ -282,9 +298,8 @@ def studies(storage: StorageOpt = None, fmt: FormatOpt = Format.table, debug: De
     """Every study in the database: engine, space, data, trials per state, best value."""
 
     def body() -> None:
-        from storage import StudyDatabase
-
         from search.output import render_studies
+        from storage import StudyDatabase
 
         db = StudyDatabase(storage, create=False)
         _echo(render_studies(db.studies(), fmt.value))
@@ -295,9 +310,8 @@ def studies(storage: StorageOpt = None, fmt: FormatOpt = Format.table, debug: De
 @spaces_app.command("list")
 def spaces_list(fmt: FormatOpt = Format.table) -> None:
     """The built-in spaces."""
-    from spaces import builtin_names, load_space
-
     from search.output import _csv, _table, to_json
+    from spaces import builtin_names, load_space
 
     rows = []
     for name in builtin_names():
@@ -319,10 +333,9 @@ def spaces_show(
     """Print a space (a built-in's TOML source, or the validated JSON form)."""
 
     def body() -> None:
+        from search.output import to_json
         from spaces import builtin_names, load_space
         from spaces.loader import builtin_text
-
-        from search.output import to_json
 
         sp = load_space(name)
         if fmt == "json":

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import keras
+from search import tfenv
+
+tfenv.quiet_import()
+
+import keras  # noqa: E402
 
 from search.data import InputSpec
 from search.errors import TrialFailed

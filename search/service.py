@@ -5,7 +5,6 @@ The CLI is a thin layer over :func:`run_search` and the query functions in :mod:
 
 from __future__ import annotations
 
-import gc
 import logging
 import platform
 import secrets
@@ -14,10 +13,9 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Protocol
 
+from search.errors import UsageError
 from spaces import Space, SpaceError, load_space
 from storage import StudyConfig, StudyDatabase, StudyNotFoundError, TrialRecord
-
-from search.errors import SearchError, TrialFailed, UsageError
 
 log = logging.getLogger("rnnsearch")
 
@@ -37,8 +35,12 @@ class Observer(Protocol):
 
     def study_ready(self, study: str, finished: int, target: int, resumed: bool) -> None: ...
     def trial_started(self, number: int, config: dict[str, Any], epochs: int) -> None: ...
-    def epoch_done(self, number: int, epoch: int, epochs: int, metrics: dict[str, float]) -> None: ...
-    def trial_finished(self, number: int, state: str, value: float | None, finished: int) -> None: ...
+    def epoch_done(
+        self, number: int, epoch: int, epochs: int, metrics: dict[str, float]
+    ) -> None: ...
+    def trial_finished(
+        self, number: int, state: str, value: float | None, finished: int
+    ) -> None: ...
 
 
 class SilentObserver:
@@ -71,6 +73,8 @@ class RunRequest:
     seed: int | None = None
     allow_space_change: bool = False
     resume_only: bool = False
+    time_budget: float | None = None
+    keep_checkpoints: int | None = None
 
 
 @dataclass
@@ -93,6 +97,23 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return out
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from '90', '90s', '20m', '2h' or '1.5h'."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    raw = text.strip().lower()
+    factor = units.get(raw[-1:], None)
+    number = raw[:-1] if factor else raw
+    try:
+        seconds = float(number) * (factor or 1)
+    except ValueError:
+        raise UsageError(
+            f"--time-budget {text}: expected a duration like 90s, 20m or 2h"
+        ) from None
+    if seconds <= 0:
+        raise UsageError(f"--time-budget {text}: expected a positive duration")
+    return seconds
 
 
 def _check_positive(name: str, value: int | None) -> None:
@@ -218,7 +239,11 @@ def _finished_count(db: StudyDatabase, study: str) -> int:
 def run_search(req: RunRequest, observer: Observer | None = None) -> RunSummary:
     """Create or continue a study and run trials until it holds its target of finished trials."""
     observer = observer or SilentObserver()
-    for name, value in (("--trials", req.trials), ("--add", req.add), ("--max-epochs", req.max_epochs)):
+    for name, value in (
+        ("--trials", req.trials),
+        ("--add", req.add),
+        ("--max-epochs", req.max_epochs),
+    ):
         _check_positive(name, value)
     if req.engine is not None and req.engine not in ENGINES:
         raise UsageError(f"--engine {req.engine}: expected one of {', '.join(ENGINES)}")
@@ -234,7 +259,9 @@ def run_search(req: RunRequest, observer: Observer | None = None) -> RunSummary:
             raise UsageError(f"--engine {plan.engine}: not available yet; use --engine optuna")
         source = load_source(plan.data, limit=plan.limit)
         started = time.perf_counter()
-        ran = _run_optuna(db, req, plan, source, observer)
+        from search.worker import run_optuna
+
+        ran = run_optuna(db, req, plan, source, observer)
         seconds = time.perf_counter() - started
         trials = db.trials(req.study)
         counts: dict[str, int] = {}
@@ -253,178 +280,6 @@ def run_search(req: RunRequest, observer: Observer | None = None) -> RunSummary:
         )
     finally:
         db.dispose()
-
-
-class _OptunaReporter:
-    """Per-epoch: store the metrics, tell Optuna, and stop the trial when Optuna prunes it."""
-
-    def __init__(self, db: StudyDatabase, trial: Any, trial_id: int, study_id: int, epochs: int, observer: Observer) -> None:
-        self.db = db
-        self.trial = trial
-        self.trial_id = trial_id
-        self.study_id = study_id
-        self.epochs = epochs
-        self.observer = observer
-        self.pruned = False
-
-    def epoch_done(self, model: Any, epoch: int, metrics: dict[str, float], seconds: float) -> bool:
-        self.db.record_epoch(
-            trial_id=self.trial_id, study_id=self.study_id, epoch=epoch, metrics=metrics, seconds=seconds
-        )
-        self.observer.epoch_done(self.trial.number, epoch, self.epochs, metrics)
-        value = metrics.get("val_accuracy")
-        if value is None:
-            return False
-        self.trial.report(value, epoch)
-        if epoch < self.epochs and self.trial.should_prune():
-            self.pruned = True
-            return True
-        return False
-
-
-def _run_optuna(db: StudyDatabase, req: RunRequest, plan: _Plan, source: Any, observer: Observer) -> int:
-    import keras
-    import optuna
-
-    from search.engines import optuna_engine
-    from search.model import build_model
-    from search.train import fit
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = db.optuna_storage
-    existing_trials = len(db.trials(req.study)) if plan.existing else 0
-    # Offsetting the seed by the trials already run keeps a resumed sampler from replaying the
-    # first run's random start-up samples; an uninterrupted run stays reproducible.
-    sampler = optuna_engine.make_sampler(
-        plan.seed + existing_trials, n_startup_trials=min(10, max(3, plan.target // 4))
-    )
-    study = optuna.create_study(
-        study_name=req.study,
-        storage=storage,
-        direction="maximize",
-        sampler=sampler,
-        pruner=optuna_engine.make_pruner(),
-        load_if_exists=True,
-    )
-    study_id = db.study_id(req.study)
-    config = StudyConfig(
-        name=req.study,
-        study_id=study_id,
-        engine=plan.engine,
-        space_name=plan.space.name,
-        space_json=plan.space.to_json(),
-        data=source.description,
-        seed=plan.seed,
-        target_trials=plan.target,
-        options={
-            **(plan.config.options if plan.config else {}),
-            "max_epochs": plan.max_epochs,
-            "sampler": "TPESampler(multivariate, group)",
-            "pruner": "MedianPruner(n_startup_trials=3, n_warmup_steps=1)",
-        },
-        created_at=plan.config.created_at if plan.config else None,
-    )
-    db.save_study_config(config)
-    if not plan.existing:
-        study.set_user_attr("rnnsearch_engine", plan.engine)
-        study.set_user_attr("rnnsearch_space", plan.space.name)
-        study.set_user_attr("rnnsearch_seed", plan.seed)
-        study.set_user_attr("rnnsearch_data", source.description["source"])
-
-    versions = library_versions()
-    finished = _finished_count(db, req.study)
-    observer.study_ready(req.study, finished, plan.target, plan.existing)
-
-    def objective(trial: optuna.Trial) -> float:
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-        sampled = optuna_engine.suggest(trial, plan.space)
-        cfg = plan.space.resolve(sampled, max_epochs=plan.max_epochs)
-        db.record_trial_info(
-            trial_id=trial_id,
-            study_id=study_id,
-            number=trial.number,
-            engine=plan.engine,
-            config=cfg,
-            status="running",
-            versions=versions,
-        )
-        observer.trial_started(trial.number, cfg, int(cfg["epochs"]))
-        started = time.perf_counter()
-        # Without this, every trial's graphs and weights stay in Keras' global state.
-        keras.backend.clear_session(free_memory=True)
-        gc.collect()
-        keras.utils.set_random_seed((plan.seed + trial.number) % (2**32 - 1))
-        reporter = _OptunaReporter(db, trial, trial_id, study_id, int(cfg["epochs"]), observer)
-        try:
-            prepared = source.prepare(cfg)
-            try:
-                model = build_model(cfg, prepared.spec)
-            except (ValueError, TypeError) as exc:
-                raise TrialFailed(f"cannot build the model: {exc}") from exc
-            db.record_trial_info(
-                trial_id=trial_id,
-                study_id=study_id,
-                number=trial.number,
-                engine=plan.engine,
-                config=cfg,
-                status="running",
-                data_fingerprint=prepared.fingerprint,
-                param_count=int(model.count_params()),
-            )
-            result = fit(model, prepared, cfg, reporter)
-        except TrialFailed as exc:
-            db.record_trial_info(
-                trial_id=trial_id, study_id=study_id, number=trial.number, engine=plan.engine,
-                config=cfg, status="failed", reason=str(exc),
-                wall_seconds=time.perf_counter() - started,
-            )
-            raise
-        except KeyboardInterrupt:
-            db.record_trial_info(
-                trial_id=trial_id, study_id=study_id, number=trial.number, engine=plan.engine,
-                config=cfg, status="interrupted", reason="interrupted by the user (Ctrl-C)",
-                wall_seconds=time.perf_counter() - started,
-            )
-            raise
-        wall = time.perf_counter() - started
-        extra = {"best_epoch": result.best_epoch}
-        if reporter.pruned:
-            db.record_trial_info(
-                trial_id=trial_id, study_id=study_id, number=trial.number, engine=plan.engine,
-                config=cfg, status="pruned", wall_seconds=wall, extra=extra,
-                reason=f"pruned by the median rule after epoch {result.epochs_run}",
-            )
-            raise optuna.TrialPruned(f"pruned after epoch {result.epochs_run}")
-        value = result.best_val_accuracy
-        if value is None:
-            raise TrialFailed("training reported no val_accuracy")
-        db.record_trial_info(
-            trial_id=trial_id, study_id=study_id, number=trial.number, engine=plan.engine,
-            config=cfg, status="complete", wall_seconds=wall, extra=extra,
-        )
-        return value
-
-    ran = 0
-    failures_in_a_row = 0
-    while finished < plan.target:
-        before = len(study.trials)
-        study.optimize(objective, n_trials=1, catch=(TrialFailed,), gc_after_trial=True)
-        ran += 1
-        last = study.trials[-1] if len(study.trials) > before else None
-        finished = _finished_count(db, req.study)
-        if last is not None:
-            state = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}.get(
-                last.state.name, last.state.name.lower()
-            )
-            observer.trial_finished(last.number, state, last.value, finished)
-            failures_in_a_row = failures_in_a_row + 1 if state == "failed" else 0
-        if failures_in_a_row >= MAX_CONSECUTIVE_FAILURES:
-            reason = db.trials(req.study)[-1].reason or "see `rnnsearch trials --state failed`"
-            raise SearchError(
-                f"stopping: the last {failures_in_a_row} trials of {req.study!r} failed; "
-                f"last reason: {reason}"
-            )
-    return ran
 
 
 __all__ = [

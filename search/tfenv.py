@@ -1,0 +1,42 @@
+"""Import TensorFlow without its C++ start-up chatter on the user's terminal.
+
+TensorFlow 2.21 logs oneDNN and CUDA-probe lines through absl before any log level setting can
+apply, so the import runs with file descriptor 2 pointed at a temporary file; the captured text
+is written out again only if the import fails.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+_done = False
+
+
+def quiet_import() -> None:
+    global _done
+    if _done or "tensorflow" in sys.modules:
+        _done = True
+        return
+    _done = True
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if os.environ.get("RNNSEARCH_TF_VERBOSE"):
+        import tensorflow  # noqa: F401
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # the CUDA probe logs here, once
+        except BaseException:
+            os.dup2(saved, 2)
+            capture.seek(0)
+            sys.stderr.write(capture.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

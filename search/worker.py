@@ -1,0 +1,507 @@
+"""The Optuna worker: runs trials of a study until it holds its target, surviving crashes.
+
+Crash rules (a kill -9 at any moment loses at most the epoch in flight):
+
+* Every epoch is checkpointed (weights, optimiser state, metrics) before it is recorded.
+* A trial whose process died is found at the next start: on this host by its process id, on
+  any host by Optuna's heartbeat going stale. It is marked ``interrupted`` (Optuna: FAIL), and
+  a copy with the same parameters is queued (Optuna: WAITING) carrying the cut trial's number.
+* The copy restores the cut trial's last checkpoint, replays its epochs into its own record
+  (so its learning curve has no gap and no repeated epoch) and trains on from there.
+* Interrupted trials do not count toward the study's target; finished ones (complete, pruned,
+  failed) count exactly once.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from search import faults
+from search.checkpoints import CheckpointStore, default_root
+from search.errors import SearchError, TrialFailed
+from storage import StudyConfig, StudyDatabase
+
+RESUME_ATTR = "rnnsearch_resume_of"
+FINISHED_STATES = ("complete", "pruned", "failed")
+MAX_CONSECUTIVE_FAILURES = 5
+#: Completed trials whose final checkpoint is kept for `retrain` (the best ones).
+DEFAULT_KEEP_CHECKPOINTS = 3
+
+
+def _owner() -> dict[str, Any]:
+    import psutil
+
+    pid = os.getpid()
+    return {
+        "host": socket.gethostname(),
+        "pid": pid,
+        "pid_started": psutil.Process(pid).create_time(),
+    }
+
+
+def _owner_is_dead(extra: dict[str, Any]) -> bool:
+    """True only when the owner ran on this host and its process is gone (or was replaced)."""
+    import psutil
+
+    if extra.get("host") != socket.gethostname() or "pid" not in extra:
+        return False
+    try:
+        proc = psutil.Process(int(extra["pid"]))
+    except psutil.NoSuchProcess:
+        return True
+    if proc.status() == psutil.STATUS_ZOMBIE:
+        return True
+    return abs(proc.create_time() - float(extra.get("pid_started", 0))) > 1.0
+
+
+def finished_count(db: StudyDatabase, study: str) -> int:
+    return sum(1 for t in db.trials(study) if t.state in FINISHED_STATES)
+
+
+class _InterruptGuard:
+    """First Ctrl-C: stop the trial cleanly (KeyboardInterrupt). Second: abort at once."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._previous: Any = None
+
+    def __enter__(self) -> _InterruptGuard:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        if self.count > 1:
+            os.write(2, b"\nrnnsearch: aborted\n")
+            os._exit(130)
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+@dataclass
+class _Reporter:
+    """Per epoch: checkpoint, store the metrics, tell Optuna, stop when Optuna prunes."""
+
+    db: StudyDatabase
+    trial: Any
+    trial_id: int
+    study_id: int
+    epochs: int
+    observer: Any
+    checkpoints: CheckpointStore
+    history: list[dict[str, float]]
+    seconds: list[float]
+    pruned: bool = False
+
+    def epoch_done(self, model: Any, epoch: int, metrics: dict[str, float], seconds: float) -> bool:
+        self.history.append(metrics)
+        self.seconds.append(seconds)
+        self.checkpoints.save(self.trial.number, model, epoch, self.history, self.seconds)
+        faults.point("after-checkpoint")
+        self.db.record_epoch(
+            trial_id=self.trial_id,
+            study_id=self.study_id,
+            epoch=epoch,
+            metrics=metrics,
+            seconds=seconds,
+        )
+        faults.point("after-epoch")
+        self.observer.epoch_done(self.trial.number, epoch, self.epochs, metrics)
+        return self._report(epoch, metrics)
+
+    def _report(self, epoch: int, metrics: dict[str, float]) -> bool:
+        value = metrics.get("val_accuracy")
+        if value is None:
+            return False
+        self.trial.report(value, epoch)
+        if epoch < self.epochs and self.trial.should_prune():
+            self.pruned = True
+            return True
+        return False
+
+    def replay(self, history: list[dict[str, float]], seconds: list[float]) -> bool:
+        """Record a restored checkpoint's epochs as this trial's; True if that prunes it."""
+        prune = False
+        for i, metrics in enumerate(history, start=1):
+            sec = seconds[i - 1] if i - 1 < len(seconds) else None
+            self.db.record_epoch(
+                trial_id=self.trial_id,
+                study_id=self.study_id,
+                epoch=i,
+                metrics=metrics,
+                seconds=sec,
+            )
+            self.history.append(metrics)
+            self.seconds.append(sec if sec is not None else 0.0)
+            prune = self._report(i, metrics) or prune
+        return prune
+
+
+def recover_dead_trials(
+    db: StudyDatabase, study: Any, study_id: int, on_interrupted: Any
+) -> list[int]:
+    """Fail RUNNING trials whose worker is gone (same host: dead pid; any host: stale heartbeat)."""
+    import optuna
+
+    storage = db.optuna_storage
+    recovered: list[int] = []
+    infos = {t.trial_id: t for t in db.trials(study.study_name, ["running"])}
+    for trial_id, rec in infos.items():
+        if not _owner_is_dead(rec.extra):
+            continue
+        try:
+            changed = storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+        if changed:
+            on_interrupted(study, storage.get_trial(trial_id))
+            recovered.append(rec.number)
+    # Trials of other hosts, or with no owner recorded: Optuna's heartbeat rule.
+    optuna.storages.fail_stale_trials(study)
+    return recovered
+
+
+def run_optuna(db: StudyDatabase, req: Any, plan: Any, source: Any, observer: Any) -> int:
+    """Run the Optuna engine until the study holds ``plan.target`` finished trials."""
+    from search import tfenv
+
+    tfenv.quiet_import()
+    import keras
+    import optuna
+
+    from search.engines import optuna_engine
+    from search.model import build_model
+    from search.service import library_versions
+    from search.train import fit
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = db.optuna_storage
+    existing_trials = len(db.trials(req.study)) if plan.existing else 0
+    # Offsetting the seed by the trials already run keeps a resumed sampler from replaying the
+    # first run's random start-up samples; an uninterrupted run stays reproducible.
+    sampler = optuna_engine.make_sampler(
+        plan.seed + existing_trials, n_startup_trials=min(10, max(3, plan.target // 4))
+    )
+    study = optuna.create_study(
+        study_name=req.study,
+        storage=storage,
+        direction="maximize",
+        sampler=sampler,
+        pruner=optuna_engine.make_pruner(),
+        load_if_exists=True,
+    )
+    study_id = db.study_id(req.study)
+    options = dict(plan.config.options) if plan.config else {}
+    ckpt_root = options.get("checkpoint_dir") or str(default_root(db.url, req.study))
+    keep = int(
+        getattr(req, "keep_checkpoints", None)
+        or options.get("keep_checkpoints", DEFAULT_KEEP_CHECKPOINTS)
+    )
+    time_budget = getattr(req, "time_budget", None) or options.get("time_budget_s")
+    options.update(
+        {
+            "max_epochs": plan.max_epochs,
+            "sampler": "TPESampler(multivariate, group)",
+            "pruner": "MedianPruner(n_startup_trials=3, n_warmup_steps=1)",
+            "checkpoint_dir": ckpt_root,
+            "keep_checkpoints": keep,
+            "time_budget_s": time_budget,
+        }
+    )
+    db.save_study_config(
+        StudyConfig(
+            name=req.study,
+            study_id=study_id,
+            engine=plan.engine,
+            space_name=plan.space.name,
+            space_json=plan.space.to_json(),
+            data=source.description,
+            seed=plan.seed,
+            target_trials=plan.target,
+            options=options,
+            created_at=plan.config.created_at if plan.config else None,
+        )
+    )
+    if not plan.existing:
+        study.set_user_attr("rnnsearch_engine", plan.engine)
+        study.set_user_attr("rnnsearch_space", plan.space.name)
+        study.set_user_attr("rnnsearch_seed", plan.seed)
+        study.set_user_attr("rnnsearch_data", source.description["source"])
+    checkpoints = CheckpointStore(Path(ckpt_root))
+    versions = library_versions()
+    owner = _owner()
+
+    def on_interrupted(study_: Any, frozen: Any, reason: str | None = None) -> None:
+        """Mark a cut trial interrupted and queue a copy that continues from its checkpoint."""
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
+        rec = next((t for t in db.trials(req.study) if t.trial_id == trial_id), None)
+        db.record_trial_info(
+            trial_id=trial_id,
+            study_id=study_id,
+            number=frozen.number,
+            engine=plan.engine,
+            config=rec.config if rec else dict(frozen.params),
+            status="interrupted",
+            reason=reason or "its worker stopped mid-trial (killed or lost); queued again",
+        )
+        origin = frozen.user_attrs.get(RESUME_ATTR)
+        study_.enqueue_trial(
+            dict(frozen.params),
+            user_attrs={
+                RESUME_ATTR: frozen.number,
+                "rnnsearch_first_try": origin if origin is not None else frozen.number,
+            },
+            skip_if_exists=False,
+        )
+
+    storage.heartbeat_stale_trial_callback = on_interrupted
+    recovered = recover_dead_trials(db, study, study_id, on_interrupted)
+
+    def objective(trial: optuna.Trial) -> float:
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        resume_of = trial.user_attrs.get(RESUME_ATTR)
+        sampled = optuna_engine.suggest(trial, plan.space)
+        cfg = plan.space.resolve(sampled, max_epochs=plan.max_epochs)
+        extra: dict[str, Any] = dict(owner)
+        if resume_of is not None:
+            extra["resumed_from_trial"] = int(resume_of)
+        db.record_trial_info(
+            trial_id=trial_id,
+            study_id=study_id,
+            number=trial.number,
+            engine=plan.engine,
+            config=cfg,
+            status="running",
+            versions=versions,
+            extra=extra,
+        )
+        faults.point("trial-started")
+        observer.trial_started(trial.number, cfg, int(cfg["epochs"]))
+        started = time.perf_counter()
+        # Without this, every trial's graphs and weights stay in Keras' global state.
+        keras.backend.clear_session(free_memory=True)
+        gc.collect()
+        keras.utils.set_random_seed((plan.seed + trial.number) % (2**32 - 1))
+        reporter = _Reporter(
+            db, trial, trial_id, study_id, int(cfg["epochs"]), observer, checkpoints, [], []
+        )
+        initial_epoch = 0
+        try:
+            prepared = source.prepare(cfg)
+            restored = checkpoints.load(int(resume_of)) if resume_of is not None else None
+            if restored is not None:
+                model = restored.model
+                initial_epoch = restored.epoch
+                db.record_trial_info(
+                    trial_id=trial_id,
+                    study_id=study_id,
+                    number=trial.number,
+                    engine=plan.engine,
+                    config=cfg,
+                    status="running",
+                    extra={"resumed_at_epoch": initial_epoch},
+                )
+                # Continue in this trial's own checkpoint folder from the restored epoch.
+                checkpoints.save(
+                    trial.number, model, initial_epoch, restored.history, restored.seconds
+                )
+                if reporter.replay(restored.history, restored.seconds):
+                    raise optuna.TrialPruned(f"pruned after restored epoch {initial_epoch}")
+            else:
+                try:
+                    model = build_model(cfg, prepared.spec)
+                except (ValueError, TypeError) as exc:
+                    raise TrialFailed(f"cannot build the model: {exc}") from exc
+            db.record_trial_info(
+                trial_id=trial_id,
+                study_id=study_id,
+                number=trial.number,
+                engine=plan.engine,
+                config=cfg,
+                status="running",
+                data_fingerprint=prepared.fingerprint,
+                param_count=int(model.count_params()),
+            )
+            fit(model, prepared, cfg, reporter, initial_epoch=initial_epoch)
+        except TrialFailed as exc:
+            _finish(
+                db,
+                trial_id,
+                study_id,
+                trial.number,
+                plan.engine,
+                cfg,
+                "failed",
+                started,
+                reason=str(exc),
+            )
+            raise
+        except optuna.TrialPruned:
+            _finish(db, trial_id, study_id, trial.number, plan.engine, cfg, "pruned", started)
+            raise
+        except KeyboardInterrupt:
+            db.record_trial_info(
+                trial_id=trial_id,
+                study_id=study_id,
+                number=trial.number,
+                engine=plan.engine,
+                config=cfg,
+                status="interrupted",
+                reason="interrupted by the user (Ctrl-C); its checkpoint is kept",
+                wall_seconds=time.perf_counter() - started,
+            )
+            frozen = storage.get_trial(trial_id)
+            study.enqueue_trial(
+                dict(frozen.params),
+                user_attrs={
+                    RESUME_ATTR: trial.number,
+                    "rnnsearch_first_try": trial.user_attrs.get(
+                        "rnnsearch_first_try", trial.number
+                    ),
+                },
+                skip_if_exists=False,
+            )
+            raise
+        values = [h["val_accuracy"] for h in reporter.history if "val_accuracy" in h]
+        best_epoch = values.index(max(values)) + 1 if values else None
+        if reporter.pruned:
+            _finish(
+                db,
+                trial_id,
+                study_id,
+                trial.number,
+                plan.engine,
+                cfg,
+                "pruned",
+                started,
+                reason=f"pruned by the median rule after epoch {len(reporter.history)}",
+                extra={"best_epoch": best_epoch},
+            )
+            raise optuna.TrialPruned(f"pruned after epoch {len(reporter.history)}")
+        if not values:
+            raise TrialFailed("training reported no val_accuracy")
+        _finish(
+            db,
+            trial_id,
+            study_id,
+            trial.number,
+            plan.engine,
+            cfg,
+            "complete",
+            started,
+            extra={"best_epoch": best_epoch},
+        )
+        return max(values)
+
+    def after_trial(study_: Any, frozen: Any) -> None:
+        faults.point("trial-finished")
+        _prune_checkpoints(db, req.study, checkpoints, keep)
+
+    finished = finished_count(db, req.study)
+    observer.study_ready(req.study, finished, plan.target, plan.existing or bool(recovered))
+    ran = 0
+    failures_in_a_row = 0
+    with _InterruptGuard():
+        while finished < plan.target:
+            if time_budget and _spent_seconds(db, req.study) >= float(time_budget):
+                break
+            before = len(study.trials)
+            study.optimize(
+                objective,
+                n_trials=1,
+                catch=(TrialFailed,),
+                gc_after_trial=True,
+                callbacks=[after_trial],
+            )
+            ran += 1
+            faults.point("between-trials")
+            trials = study.trials
+            last = trials[-1] if len(trials) > before else None
+            finished = finished_count(db, req.study)
+            if last is not None:
+                state = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}.get(
+                    last.state.name, last.state.name.lower()
+                )
+                observer.trial_finished(last.number, state, last.value, finished)
+                failures_in_a_row = failures_in_a_row + 1 if state == "failed" else 0
+            if failures_in_a_row >= MAX_CONSECUTIVE_FAILURES:
+                reason = db.trials(req.study)[-1].reason or "see `rnnsearch trials --state failed`"
+                raise SearchError(
+                    f"stopping: the last {failures_in_a_row} trials of {req.study!r} failed; "
+                    f"last reason: {reason}"
+                )
+    return ran
+
+
+def _finish(
+    db: StudyDatabase,
+    trial_id: int,
+    study_id: int,
+    number: int,
+    engine: str,
+    cfg: dict,
+    status: str,
+    started: float,
+    *,
+    reason: str | None = None,
+    extra: dict | None = None,
+) -> None:
+    db.record_trial_info(
+        trial_id=trial_id,
+        study_id=study_id,
+        number=number,
+        engine=engine,
+        config=cfg,
+        status=status,
+        reason=reason,
+        wall_seconds=time.perf_counter() - started,
+        extra=extra,
+    )
+
+
+def _spent_seconds(db: StudyDatabase, study: str) -> float:
+    return sum(t.duration_s or 0.0 for t in db.trials(study) if t.state != "running")
+
+
+def _prune_checkpoints(
+    db: StudyDatabase, study: str, checkpoints: CheckpointStore, keep: int
+) -> None:
+    """Drop checkpoints of finished trials, except the best ``keep`` complete ones (for retrain).
+
+    Checkpoints of interrupted trials stay until their queued copy has finished.
+    """
+    trials = db.trials(study)
+    by_number = {t.number: t for t in trials}
+    best = {t.number for t in db.best(study, top=keep)} if keep > 0 else set()
+    pending_resume = {
+        int(t.extra["resumed_from_trial"])
+        for t in trials
+        if t.state in ("running", "waiting") and "resumed_from_trial" in t.extra
+    }
+    waiting_copies = {t.number for t in trials if t.state == "waiting"}
+    drop = []
+    for number in checkpoints.numbers():
+        t = by_number.get(number)
+        if t is None or number in best or number in pending_resume:
+            continue
+        if t.state in ("complete", "pruned", "failed"):
+            drop.append(number)
+        elif t.state == "interrupted" and not waiting_copies and number not in pending_resume:
+            # Its copy already ran (no queued copy left and none running from it).
+            resumed = any(x.extra.get("resumed_from_trial") == number for x in trials)
+            if resumed:
+                drop.append(number)
+    checkpoints.remove(drop)

@@ -1,0 +1,210 @@
+"""Crash tests: real `rnnsearch run` processes SIGKILLed at chosen moments, then resumed.
+
+Each case kills a search at one moment (through the named crash points of search.faults, or from
+outside while an epoch runs), resumes it with `rnnsearch resume`, and checks the rules: the study
+reaches its target exactly; no trial is lost or counted twice; the cut trial's copy continues
+from the last checkpointed epoch with no gap and no repeated epoch; `best` works.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+EXE = str(Path(sys.executable).with_name("rnnsearch"))
+SPACE = """
+name = "crash"
+[dimensions]
+cell = { choice = ["gru", "simple"] }
+units = { low = 4, high = 8 }
+maxlen = 40
+embedding_dim = 8
+vocab_size = 1000
+batch_size = BATCH
+"""
+TRIALS = 3
+EPOCHS = 3
+
+
+def _run(args, env, timeout=300):
+    return subprocess.run([EXE, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _setup(tmp_path: Path, batch: int = 16) -> tuple[dict, list[str]]:
+    space = tmp_path / "space.toml"
+    space.write_text(SPACE.replace("BATCH", str(batch)))
+    env = {**os.environ, "RNNSEARCH_STORAGE": f"sqlite:///{tmp_path / 'study.db'}"}
+    env.pop("RNNSEARCH_KILL_AT", None)
+    return env, ["--space", str(space)]
+
+
+def _trials(env) -> list[dict]:
+    out = _run(["trials", "crash", "--format", "json"], env)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def _epochs(db: Path) -> dict[int, list[tuple]]:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "select t.number, e.epoch, e.loss, e.val_accuracy from rnnsearch_epochs e "
+            "join rnnsearch_trials t on t.trial_id = e.trial_id order by t.number, e.epoch"
+        ).fetchall()
+    out: dict[int, list[tuple]] = {}
+    for number, epoch, loss, val in rows:
+        out.setdefault(number, []).append((epoch, loss, val))
+    return out
+
+
+def _check_resumed_study(tmp_path: Path, env: dict) -> dict:
+    trials = _trials(env)
+    finished = [t for t in trials if t["state"] in ("complete", "pruned", "failed")]
+    interrupted = [t for t in trials if t["state"] == "interrupted"]
+    assert len(finished) == TRIALS, [(t["number"], t["state"]) for t in trials]
+    assert not [t for t in trials if t["state"] in ("running", "waiting")]
+    numbers = [t["number"] for t in trials]
+    assert len(numbers) == len(set(numbers))
+    epochs = _epochs(tmp_path / "study.db")
+    for t in finished:
+        got = [e for e, _, _ in epochs.get(t["number"], [])]
+        # no gap, no repeat: exactly 1..n
+        assert got == list(range(1, len(got) + 1)), (t["number"], got)
+        assert t["epochs"] == len(got)
+        if t["state"] == "complete":
+            assert len(got) == EPOCHS
+    # every interrupted trial was run again exactly once, by a finished copy
+    copies = [t for t in finished if "resumed_from_trial" in t["extra"]]
+    assert sorted(c["extra"]["resumed_from_trial"] for c in copies) == sorted(
+        t["number"] for t in interrupted
+    )
+    for copy in copies:
+        cut = copy["extra"]["resumed_from_trial"]
+        cut_params = next(t["params"] for t in trials if t["number"] == cut)
+        assert copy["params"] == cut_params
+        restored_at = copy["extra"].get("resumed_at_epoch", 0)
+        cut_epochs = epochs.get(cut, [])
+        # the cut trial's recorded epochs reappear unchanged (restored, not re-trained) ...
+        assert epochs[copy["number"]][: len(cut_epochs)] == cut_epochs
+        # ... and training went on from the checkpoint, not from epoch 0
+        assert restored_at >= len(cut_epochs)
+    best = _run(["best", "crash", "--format", "json"], env)
+    assert best.returncode == 0, best.stderr
+    assert json.loads(best.stdout)[0]["state"] == "complete"
+    return {"trials": trials, "copies": copies, "interrupted": interrupted}
+
+
+def _start_and_kill_at(tmp_path, imdb_npz, point: str) -> tuple[dict, list[str]]:
+    env, space_args = _setup(tmp_path)
+    killed = _run(
+        ["run", "--study", "crash", *space_args, "--trials", str(TRIALS), "--data", str(imdb_npz),
+         "--limit", "400", "--max-epochs", str(EPOCHS), "--seed", "5", "--quiet"],
+        {**env, "RNNSEARCH_KILL_AT": point},
+    )
+    assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr[-2000:])
+    return env, space_args
+
+
+@pytest.mark.parametrize(
+    "point, expect_interrupted, expect_restored_epoch",
+    [
+        # after epoch 2's checkpoint, before epoch 2 reached the database
+        ("after-checkpoint@2", 1, 2),
+        # after epoch 2 was recorded, before Optuna heard of it
+        ("after-epoch@2", 1, 2),
+        # a trial was created and recorded, training not yet started
+        ("trial-started@2", 1, 0),
+        # right after trial 0 finished (Optuna told), before anything else
+        ("trial-finished@1", 0, None),
+        # between two trials, in the search loop
+        ("between-trials@2", 0, None),
+    ],
+)
+def test_kill_at_named_moment_then_resume(
+    tmp_path, imdb_npz, point, expect_interrupted, expect_restored_epoch
+):
+    env, _ = _start_and_kill_at(tmp_path, imdb_npz, point)
+    before = _trials(env)
+    assert [t["state"] for t in before].count("running") == expect_interrupted
+    resumed = _run(["resume", "crash", "--quiet", "--format", "json"], env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    summary = json.loads(resumed.stdout)
+    assert summary["finished"] == TRIALS and summary["target"] == TRIALS
+    result = _check_resumed_study(tmp_path, env)
+    assert len(result["interrupted"]) == expect_interrupted
+    if expect_restored_epoch is not None:
+        [copy] = result["copies"]
+        assert copy["extra"].get("resumed_at_epoch", 0) == expect_restored_epoch
+    # finished trials recorded before the kill are untouched by the resume
+    for t in before:
+        if t["state"] in ("complete", "pruned"):
+            after = next(a for a in result["trials"] if a["number"] == t["number"])
+            assert (after["state"], after["value"], after["epochs"]) == (
+                t["state"], t["value"], t["epochs"]
+            )
+
+
+def test_sigkill_from_outside_inside_an_epoch_then_resume(tmp_path, imdb_npz):
+    # batch 4 on 1,600 examples makes an epoch long enough to land a kill inside it
+    env, space_args = _setup(tmp_path, batch=4)
+    proc = subprocess.Popen(
+        [EXE, "run", "--study", "crash", *space_args, "--trials", str(TRIALS), "--data",
+         str(imdb_npz), "--limit", "2000", "--max-epochs", str(EPOCHS), "--seed", "5", "--quiet"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    db = tmp_path / "study.db"
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:
+            if db.exists() and sum(len(v) for v in _safe_epochs(db).values()) >= 1:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the search recorded no epoch in time")
+        time.sleep(0.3)  # well inside epoch 2 of trial 0
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    cut_epochs = _safe_epochs(db)
+    assert proc.returncode == -signal.SIGKILL
+    resumed = _run(["resume", "crash", "--quiet"], env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    result = _check_resumed_study(tmp_path, env)
+    [cut] = result["interrupted"]
+    [copy] = result["copies"]
+    assert copy["extra"]["resumed_at_epoch"] == len(cut_epochs[cut["number"]])
+
+
+def _safe_epochs(db: Path) -> dict[int, list[tuple]]:
+    try:
+        return _epochs(db)
+    except sqlite3.OperationalError:  # tables not created yet
+        return {}
+
+
+def test_resume_trials_means_total_and_add_means_more(tmp_path, imdb_npz):
+    env, space_args = _setup(tmp_path)
+    first = _run(
+        ["run", "--study", "crash", *space_args, "--trials", "2", "--data", str(imdb_npz),
+         "--limit", "300", "--max-epochs", "1", "--seed", "5", "--quiet", "--format", "json"],
+        env,
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    total = _run(["resume", "crash", "--trials", "3", "--quiet", "--format", "json"], env)
+    assert json.loads(total.stdout)["finished"] == 3
+    same = _run(["resume", "crash", "--trials", "3", "--quiet", "--format", "json"], env)
+    assert json.loads(same.stdout)["ran"] == 0
+    more = _run(["resume", "crash", "--add", "1", "--quiet", "--format", "json"], env)
+    assert json.loads(more.stdout)["finished"] == 4 and json.loads(more.stdout)["target"] == 4
+    assert len(_trials(env)) == 4
