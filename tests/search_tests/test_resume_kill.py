@@ -208,3 +208,55 @@ def test_resume_trials_means_total_and_add_means_more(tmp_path, imdb_npz):
     more = _run(["resume", "crash", "--add", "1", "--quiet", "--format", "json"], env)
     assert json.loads(more.stdout)["finished"] == 4 and json.loads(more.stdout)["target"] == 4
     assert len(_trials(env)) == 4
+
+
+def _start_slow_run(tmp_path, imdb_npz):
+    env, space_args = _setup(tmp_path, batch=4)
+    proc = subprocess.Popen(
+        [EXE, "run", "--study", "crash", *space_args, "--trials", str(TRIALS), "--data",
+         str(imdb_npz), "--limit", "2000", "--max-epochs", str(EPOCHS), "--seed", "5", "--quiet"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    db = tmp_path / "study.db"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if db.exists() and sum(len(v) for v in _safe_epochs(db).values()) >= 1:
+            return env, proc
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail("the search recorded no epoch in time")
+
+
+def test_ctrl_c_marks_the_trial_interrupted_and_resume_continues(tmp_path, imdb_npz):
+    env, proc = _start_slow_run(tmp_path, imdb_npz)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == "rnnsearch: interrupted"
+    states = {t["number"]: t["state"] for t in _trials(env)}
+    assert sorted(states.values()) == ["interrupted", "waiting"], states
+    [cut] = [t for t in _trials(env) if t["state"] == "interrupted"]
+    assert "Ctrl-C" in cut["reason"]
+    ckpt = tmp_path / "study.checkpoints" / "crash" / f"trial-{cut['number']:05d}"
+    assert list(ckpt.glob("epoch-*")), "the interrupted trial's checkpoint is kept"
+    resumed = _run(["resume", "crash", "--quiet"], env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    result = _check_resumed_study(tmp_path, env)
+    [copy] = result["copies"]
+    assert copy["extra"]["resumed_from_trial"] == cut["number"]
+    assert copy["extra"]["resumed_at_epoch"] >= 1
+
+
+def test_second_ctrl_c_aborts_at_once(tmp_path, imdb_npz):
+    env, proc = _start_slow_run(tmp_path, imdb_npz)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert time.monotonic() - started < 10
+    # whatever the moment, the database stays readable and a resume finishes the study
+    resumed = _run(["resume", "crash", "--quiet"], env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    _check_resumed_study(tmp_path, env)
