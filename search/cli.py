@@ -156,6 +156,15 @@ def run(
             "--keep-checkpoints", help="Keep the final checkpoints of this many best trials (3)."
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            "-w",
+            min=1,
+            help="Worker processes on this study; each gets cores/N TensorFlow threads.",
+        ),
+    ] = 1,
     storage: StorageOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     fmt: FormatOpt = Format.table,
@@ -167,9 +176,28 @@ def run(
             study=study, space=space, engine=engine.value if engine else None, trials=trials,
             add=add, data=data, limit=limit, max_epochs=max_epochs, seed=seed,
             allow_space_change=allow_space_change, storage=storage,
-            time_budget=time_budget, keep_checkpoints=keep_checkpoints,
+            time_budget=time_budget, keep_checkpoints=keep_checkpoints, workers=workers,
         ),
         quiet=quiet, fmt=fmt, debug=debug, resume_only=False,
+    )
+
+
+@app.command()
+def worker(
+    study: StudyArg,
+    storage: StorageOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    fmt: FormatOpt = Format.table,
+    debug: DebugOpt = False,
+) -> None:
+    """Join an existing study as one more worker (from another shell or machine).
+
+    The worker uses the study's stored space, data and seed, claims trials until the study's
+    target is reached, and stops. Run it on several machines against one PostgreSQL URL.
+    """
+    _run_command(
+        dict(study=study, storage=storage, join_only=True),
+        quiet=quiet, fmt=fmt, debug=debug, resume_only=True,
     )
 
 

@@ -75,6 +75,10 @@ class RunRequest:
     resume_only: bool = False
     time_budget: float | None = None
     keep_checkpoints: int | None = None
+    #: >1: run this many worker processes on the study (`run --workers N`).
+    workers: int | None = None
+    #: A worker joining a running study: it neither changes the target nor recounts slots.
+    join_only: bool = False
 
 
 @dataclass

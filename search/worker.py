@@ -257,6 +257,7 @@ def run_optuna(db: StudyDatabase, req: Any, plan: Any, source: Any, observer: An
             status="interrupted",
             reason=reason or "its worker stopped mid-trial (killed or lost); queued again",
         )
+        db.release_trial_slot(study_id)
         origin = frozen.user_attrs.get(RESUME_ATTR)
         study_.enqueue_trial(
             dict(frozen.params),
@@ -363,6 +364,7 @@ def run_optuna(db: StudyDatabase, req: Any, plan: Any, source: Any, observer: An
                 reason="interrupted by the user (Ctrl-C); its checkpoint is kept",
                 wall_seconds=time.perf_counter() - started,
             )
+            db.release_trial_slot(study_id)
             frozen = storage.get_trial(trial_id)
             study.enqueue_trial(
                 dict(frozen.params),
@@ -410,37 +412,136 @@ def run_optuna(db: StudyDatabase, req: Any, plan: Any, source: Any, observer: An
         faults.point("trial-finished")
         _prune_checkpoints(db, req.study, checkpoints, keep)
 
-    finished = finished_count(db, req.study)
-    observer.study_ready(req.study, finished, plan.target, plan.existing or bool(recovered))
+    if not getattr(req, "join_only", False):
+        # The slots in use are the finished trials plus those running now (dead ones were just
+        # recovered); other workers joining later share this count.
+        running = len(db.trials(req.study, ["running"]))
+        db.set_claimed(study_id, finished_count(db, req.study) + running)
+    observer.study_ready(
+        req.study, finished_count(db, req.study), plan.target, plan.existing or bool(recovered)
+    )
+    workers = int(getattr(req, "workers", None) or 1)
+    if workers > 1:
+        return spawn_workers(db, req.study, study_id, workers, observer)
+    return run_loop(
+        db,
+        study,
+        study_id,
+        objective,
+        observer=observer,
+        time_budget=time_budget,
+        callbacks=[after_trial],
+        # Another local worker killed mid-trial is noticed before this one's next trial.
+        before_trial=lambda: recover_dead_trials(db, study, study_id, on_interrupted),
+    )
+
+
+def threads_per_worker(workers: int) -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // workers)
+
+
+def worker_environment(threads: int) -> dict[str, str]:
+    """TensorFlow and OpenMP thread pools sized so that N workers share the cores."""
+    return {
+        "TF_NUM_INTRAOP_THREADS": str(threads),
+        "TF_NUM_INTEROP_THREADS": str(min(2, threads)),
+        "OMP_NUM_THREADS": str(threads),
+    }
+
+
+def spawn_workers(
+    db: StudyDatabase, study: str, study_id: int, workers: int, observer: Any
+) -> int:
+    """Run ``workers`` `rnnsearch worker` processes on the study and wait for them.
+
+    Each is a fresh process (its own TensorFlow runtime and thread pools); Ctrl-C is passed on.
+    """
+    import subprocess
+    import sys
+
+    threads = threads_per_worker(workers)
+    env = {**os.environ, **worker_environment(threads)}
+    before = len(db.trials(study))
+    cmd = [sys.executable, "-m", "search", "worker", study, "--storage", db.url, "--quiet"]
+    # Their summaries would mix into this process's output; errors still reach stderr.
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL) for _ in range(workers)
+    ]
+    seen = finished_count(db, study)
+    try:
+        while any(p.poll() is None for p in procs):
+            time.sleep(1.0)
+            now = finished_count(db, study)
+            if observer is not None and now != seen:
+                observer.trial_finished(-1, "complete", None, now)
+                seen = now
+    except KeyboardInterrupt:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            p.wait()
+        raise
+    failed = [p.returncode for p in procs if p.returncode != 0]
+    if failed:
+        raise SearchError(
+            f"{len(failed)} of {workers} workers of {study!r} exited with an error "
+            f"(exit codes {failed}); see their messages above"
+        )
+    return len(db.trials(study)) - before
+
+
+def run_loop(
+    db: StudyDatabase,
+    study: Any,
+    study_id: int,
+    objective: Any,
+    *,
+    observer: Any = None,
+    time_budget: float | None = None,
+    callbacks: list[Any] | None = None,
+    before_trial: Any = None,
+) -> int:
+    """Run trials one at a time while the study has unclaimed slots; return how many ran.
+
+    Each trial first claims a slot (storage: one atomic UPDATE), so any number of workers on
+    one study, on one machine or many, stop at exactly the target.
+    """
     ran = 0
     failures_in_a_row = 0
+    name = study.study_name
     with _InterruptGuard():
-        while finished < plan.target:
-            if time_budget and _spent_seconds(db, req.study) >= float(time_budget):
+        while True:
+            if time_budget and _spent_seconds(db, name) >= float(time_budget):
                 break
-            before = len(study.trials)
+            if before_trial is not None:
+                before_trial()
+            if not db.claim_trial_slot(study_id):
+                break
+            mine: list[Any] = []
             study.optimize(
                 objective,
                 n_trials=1,
                 catch=(TrialFailed,),
                 gc_after_trial=True,
-                callbacks=[after_trial],
+                callbacks=[*(callbacks or []), lambda _s, frozen: mine.append(frozen)],
             )
             ran += 1
             faults.point("between-trials")
-            trials = study.trials
-            last = trials[-1] if len(trials) > before else None
-            finished = finished_count(db, req.study)
-            if last is not None:
-                state = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}.get(
-                    last.state.name, last.state.name.lower()
-                )
-                observer.trial_finished(last.number, state, last.value, finished)
-                failures_in_a_row = failures_in_a_row + 1 if state == "failed" else 0
+            if not mine:
+                continue
+            last = mine[-1]
+            state = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}.get(
+                last.state.name, last.state.name.lower()
+            )
+            if observer is not None:
+                observer.trial_finished(last.number, state, last.value, finished_count(db, name))
+            failures_in_a_row = failures_in_a_row + 1 if state == "failed" else 0
             if failures_in_a_row >= MAX_CONSECUTIVE_FAILURES:
-                reason = db.trials(req.study)[-1].reason or "see `rnnsearch trials --state failed`"
+                reason = db.trials(name)[-1].reason or "see `rnnsearch trials --state failed`"
                 raise SearchError(
-                    f"stopping: the last {failures_in_a_row} trials of {req.study!r} failed; "
+                    f"stopping: the last {failures_in_a_row} trials of {name!r} failed; "
                     f"last reason: {reason}"
                 )
     return ran

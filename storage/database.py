@@ -39,6 +39,7 @@ from sqlalchemy import (
     func,
     inspect,
     select,
+    update,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -155,6 +156,26 @@ def check_url(url: str) -> str:
     return url
 
 
+def make_sqlite_writers_wait(engine: Engine) -> None:
+    """Start every SQLite transaction with BEGIN IMMEDIATE.
+
+    pysqlite's deferred transactions start as readers and upgrade to writers at the first
+    write; when another process wrote in between, SQLite answers "database is locked" at once
+    instead of waiting out the busy timeout. Taking the write lock up front makes concurrent
+    workers queue on the busy timeout instead. (The recipe of SQLAlchemy's pysqlite docs.)
+    """
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()
+
+
 def _display(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
@@ -222,6 +243,8 @@ class StudyDatabase:
         if self.url.startswith("sqlite"):
             engine = create_engine(self.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
 
+            make_sqlite_writers_wait(engine)
+
             @event.listens_for(engine, "connect")
             def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
                 cur = dbapi_conn.cursor()
@@ -265,7 +288,7 @@ class StudyDatabase:
         else:
             engine_kwargs["pool_pre_ping"] = True
         try:
-            return optuna.storages.RDBStorage(
+            storage = optuna.storages.RDBStorage(
                 self.url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=HEARTBEAT_INTERVAL,
@@ -273,6 +296,9 @@ class StudyDatabase:
             )
         except (SQLAlchemyError, RuntimeError, ValueError) as exc:
             raise self._error("cannot open Optuna's tables in", exc) from None
+        if self.url.startswith("sqlite"):
+            make_sqlite_writers_wait(storage.engine)
+        return storage
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -357,6 +383,41 @@ class StudyDatabase:
                 target_trials=row.target_trials,
                 options=dict(row.options or {}),
                 created_at=row.created_at,
+            )
+
+    def claim_trial_slot(self, study_id: int) -> bool:
+        """Atomically take one of the study's remaining trial slots; False when none is left.
+
+        One UPDATE statement with the bound in its WHERE clause: SQLite and PostgreSQL both
+        apply it atomically, so concurrent workers cannot take more slots than the target.
+        """
+        with self.session("cannot write") as s:
+            result = s.execute(
+                update(StudyConfigRow)
+                .where(
+                    StudyConfigRow.study_id == study_id,
+                    StudyConfigRow.target_trials.is_not(None),
+                    StudyConfigRow.claimed < StudyConfigRow.target_trials,
+                )
+                .values(claimed=StudyConfigRow.claimed + 1)
+            )
+            return result.rowcount == 1
+
+    def release_trial_slot(self, study_id: int) -> None:
+        """Give back a slot whose trial was interrupted: it will run again and count then."""
+        with self.session("cannot write") as s:
+            s.execute(
+                update(StudyConfigRow)
+                .where(StudyConfigRow.study_id == study_id, StudyConfigRow.claimed > 0)
+                .values(claimed=StudyConfigRow.claimed - 1)
+            )
+
+    def set_claimed(self, study_id: int, claimed: int) -> None:
+        with self.session("cannot write") as s:
+            s.execute(
+                update(StudyConfigRow)
+                .where(StudyConfigRow.study_id == study_id)
+                .values(claimed=claimed)
             )
 
     def set_target_trials(self, study_id: int, target: int) -> None:

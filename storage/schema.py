@@ -39,6 +39,9 @@ class StudyConfigRow(Base):
     data: Mapped[dict] = mapped_column(JSON)
     seed: Mapped[int | None] = mapped_column(Integer, nullable=True)
     target_trials: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: Trials started or finished that count toward the target; workers claim a slot atomically
+    #: before each trial, so N workers never overshoot the target.
+    claimed: Mapped[int] = mapped_column(Integer, default=0)
     options: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
