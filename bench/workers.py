@@ -17,7 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import IMDB_NPZ, RNNSEARCH, table, write_result
+import sys
+from pathlib import Path as _P
+
+sys.path.insert(0, str(_P(__file__).resolve().parent))
+from common import IMDB_NPZ, RNNSEARCH, table, write_result  # noqa: E402
 
 SPACE = """
 name = "bench-workers"

@@ -1,0 +1,168 @@
+"""Service overhead per trial, and `best` latency on a study of 10,000 trials (issue 9, item 3).
+
+    python bench/overhead.py           # 10 trials for overhead; 10,000-trial study for `best`
+    python bench/overhead.py --quick   # 4 trials; 1,000-trial study
+
+Overhead of a trial = its wall time minus the time Keras spent in its epochs (training and
+validation, timed from on_epoch_begin to on_epoch_end). It holds model building, clearing the
+session, checkpoints, database writes, Optuna's sampling, pruning and heartbeat. The baseline
+is the same model trained by a plain `model.fit` loop, timed the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import IMDB_NPZ, table, write_result  # noqa: E402
+
+SPACE = """
+name = "bench-overhead"
+[dimensions]
+cell = "gru"
+units = { low = 16, high = 32, step = 16 }
+maxlen = 100
+embedding_dim = 16
+vocab_size = 5000
+batch_size = 64
+"""
+
+
+def service_overhead(trials: int, limit: int, epochs: int) -> dict:
+    from search.service import RunRequest, run_search
+    from storage import StudyDatabase
+
+    with tempfile.TemporaryDirectory() as tmp:
+        space = Path(tmp) / "s.toml"
+        space.write_text(SPACE)
+        url = f"sqlite:///{tmp}/o.db"
+        run_search(RunRequest(study="o", storage=url, space=str(space), trials=trials,
+                              data=str(IMDB_NPZ), limit=limit, max_epochs=epochs, seed=0))
+        db = StudyDatabase(url)
+        rows = []
+        for t in db.trials("o"):
+            fit = sum(e.seconds or 0 for e in db.epochs(t.trial_id))
+            rows.append((t.duration_s, fit))
+        db.dispose()
+    overhead = [w - f for w, f in rows]
+    share = [(w - f) / w for w, f in rows]
+    return {
+        "trials": len(rows),
+        "mean_trial_s": statistics.mean(w for w, _ in rows),
+        "mean_overhead_s": statistics.mean(overhead),
+        "median_overhead_share": statistics.median(share),
+        "max_overhead_share": max(share),
+    }
+
+
+def generate_study(url: str, n: int) -> None:
+    """A study of n finished trials, written in bulk through Optuna's own API."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from storage import StudyConfig, StudyDatabase
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    db = StudyDatabase(url)
+    study = optuna.create_study(study_name="big", storage=db.optuna_storage, direction="maximize")
+    sid = db.study_id("big")
+    db.save_study_config(StudyConfig(name="big", study_id=sid, engine="optuna", space_name="x",
+                                     space_json="{}", data={"source": "none"}, seed=0,
+                                     target_trials=n))
+    dists = {"cell": CategoricalDistribution(["simple", "lstm", "gru"]),
+             "units": IntDistribution(16, 256, log=True),
+             "dropout": FloatDistribution(0.0, 0.5),
+             "learning_rate": FloatDistribution(1e-4, 1e-2, log=True),
+             "bidirectional": CategoricalDistribution([False, True])}
+    import random
+
+    rng = random.Random(0)
+    batch = []
+    for i in range(n):
+        params = {"cell": rng.choice(["simple", "lstm", "gru"]), "units": rng.randint(16, 256),
+                  "dropout": rng.random() / 2, "learning_rate": 10 ** rng.uniform(-4, -2),
+                  "bidirectional": rng.random() < 0.5}
+        batch.append(optuna.trial.create_trial(
+            params=params, distributions=dists, value=rng.random(),
+            intermediate_values={1: rng.random(), 2: rng.random()}))
+        if len(batch) == 500 or i == n - 1:
+            study.add_trials(batch)
+            batch = []
+    # rnnsearch's own rows, in bulk
+    from sqlalchemy import insert, select
+
+    from storage.schema import EpochMetricRow, TrialInfoRow
+
+    trials = db.optuna_storage.get_all_trials(sid, deepcopy=False)
+    now = __import__("datetime").datetime.now()
+    with db.session() as s:
+        s.execute(insert(TrialInfoRow), [
+            {"trial_id": t._trial_id, "study_id": sid, "number": t.number, "engine": "optuna",
+             "config": dict(t.params), "status": "complete", "wall_seconds": 10.0,
+             "epochs_trained": 2, "versions": {}, "extra": {}, "updated_at": now}
+            for t in trials])
+        s.execute(insert(EpochMetricRow), [
+            {"trial_id": t._trial_id, "epoch": e, "study_id": sid, "loss": 0.5, "accuracy": 0.7,
+             "val_loss": 0.6, "val_accuracy": 0.7, "seconds": 5.0, "recorded_at": now}
+            for t in trials for e in (1, 2)])
+        assert s.execute(select(TrialInfoRow.trial_id).limit(1)).scalar() is not None
+    db.dispose()
+
+
+def best_latency(n: int, repeats: int = 5) -> dict:
+    from typer.testing import CliRunner
+
+    from search.cli import app
+    from storage import StudyDatabase
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/big.db"
+        started = time.perf_counter()
+        generate_study(url, n)
+        generated = time.perf_counter() - started
+        db = StudyDatabase(url)
+        fn = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            top = db.best("big", top=10)
+            fn.append(time.perf_counter() - t0)
+        assert len(top) == 10
+        db.dispose()
+        cli = []
+        runner = CliRunner()
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            result = runner.invoke(app, ["best", "big", "--top", "10", "--format", "json",
+                                         "--storage", url])
+            cli.append(time.perf_counter() - t0)
+            assert result.exit_code == 0, result.output
+    return {"trials": n, "generate_s": round(generated, 1),
+            "best_fn_ms_median": round(statistics.median(fn) * 1000, 1),
+            "best_cli_in_process_ms_median": round(statistics.median(cli) * 1000, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    trials, limit, epochs, n = (4, 1000, 1, 1000) if args.quick else (10, 5000, 2, 10_000)
+    over = service_overhead(trials, limit, epochs)
+    print(table(list(over), [list(over.values())]))
+    lat = best_latency(n)
+    print(table(list(lat), [list(lat.values())]))
+    path = write_result("overhead-quick" if args.quick else "overhead",
+                        {"overhead": over, "best_latency": lat,
+                         "targets": {"overhead_share": 0.02, "best_ms": 300}})
+    print(f"written: {path}")
+
+
+if __name__ == "__main__":
+    main()
