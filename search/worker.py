@@ -14,7 +14,6 @@ Crash rules (a kill -9 at any moment loses at most the epoch in flight):
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import socket
@@ -62,7 +61,8 @@ def _owner_is_dead(extra: dict[str, Any]) -> bool:
 
 
 def finished_count(db: StudyDatabase, study: str) -> int:
-    return sum(1 for t in db.trials(study) if t.state in FINISHED_STATES)
+    counts = db.state_counts(study)
+    return sum(counts.get(s, 0) for s in FINISHED_STATES)
 
 
 class _InterruptGuard:
@@ -293,8 +293,8 @@ def run_optuna(db: StudyDatabase, req: Any, plan: Any, source: Any, observer: An
         observer.trial_started(trial.number, cfg, int(cfg["epochs"]))
         started = time.perf_counter()
         # Without this, every trial's graphs and weights stay in Keras' global state.
+        # free_memory=True runs the one garbage collection a trial needs.
         keras.backend.clear_session(free_memory=True)
-        gc.collect()
         keras.utils.set_random_seed((plan.seed + trial.number) % (2**32 - 1))
         reporter = _Reporter(
             db, trial, trial_id, study_id, int(cfg["epochs"]), observer, checkpoints, [], []
@@ -524,7 +524,7 @@ def run_loop(
                 objective,
                 n_trials=1,
                 catch=(TrialFailed,),
-                gc_after_trial=True,
+                gc_after_trial=False,  # clear_session(free_memory=True) collects
                 callbacks=[*(callbacks or []), lambda _s, frozen: mine.append(frozen)],
             )
             ran += 1

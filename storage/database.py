@@ -427,6 +427,27 @@ class StudyDatabase:
                 raise StudyNotFoundError(f"study id {study_id} has no rnnsearch configuration")
             row.target_trials = target
 
+    def state_counts(self, study: str) -> dict[str, int]:
+        """Trials per rnnsearch state (interrupted split from failed), by SQL counts alone."""
+        sid = self.study_id(study)
+        with self.session("cannot read") as s:
+            rows = s.execute(
+                select(cast(_o_trials.c.state, String), func.count())
+                .where(_o_trials.c.study_id == sid)
+                .group_by(_o_trials.c.state)
+            ).all()
+            interrupted = s.execute(
+                select(func.count()).where(
+                    TrialInfoRow.study_id == sid, TrialInfoRow.status == "interrupted"
+                )
+            ).scalar_one()
+        counts = {_OPTUNA_STATE.get(str(st), str(st).lower()): n for st, n in rows}
+        moved = min(interrupted, counts.get("failed", 0))
+        if moved:
+            counts["failed"] -= moved
+            counts["interrupted"] = moved
+        return counts
+
     def studies(self) -> list[StudyRecord]:
         if not self.has_optuna_tables():
             return []
