@@ -1,0 +1,113 @@
+"""Per-epoch time and accuracy of three reference configurations: rnnsearch vs plain fit.
+
+    python bench/per_epoch.py           # 5,000-review slice, 3 epochs
+    python bench/per_epoch.py --quick   # 600 reviews, 1 epoch, maxlen capped at 100
+
+Configurations (issue 9, item 2): SimpleRNN-32 at maxlen 100; LSTM-64 at maxlen 500;
+bidirectional GRU-64 at maxlen 500 (Embedding 32, vocabulary 10,000, Adam 1e-3, batch 64).
+"rnnsearch" runs each as a one-trial study through the service (its data preparation, model
+builder and training loop); "plain" is `model.fit` on arrays padded by keras.utils.pad_sequences,
+as people write it. Both see the same training and validation reviews. Each runs in its own
+process, one after the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import IMDB_NPZ, table, write_result  # noqa: E402
+
+CONFIGS = {
+    "simple32-len100": {"cell": "simple", "units": 32, "bidirectional": False, "maxlen": 100},
+    "lstm64-len500": {"cell": "lstm", "units": 64, "bidirectional": False, "maxlen": 500},
+    "bigru64-len500": {"cell": "gru", "units": 64, "bidirectional": True, "maxlen": 500},
+}
+
+CHILD = r'''
+import json, os, sys, tempfile, time
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+mode, cfg, npz, limit, epochs = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+if mode == "rnnsearch":
+    from search.service import RunRequest, run_search
+    from storage import StudyDatabase
+    tmp = tempfile.mkdtemp()
+    dims = "\n".join(f"{k} = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()}" for k, v in cfg.items())
+    open(f"{tmp}/s.toml", "w").write(
+        "[dimensions]\n" + dims + "\nembedding_dim = 32\nvocab_size = 10000\nlearning_rate = 0.001\nbatch_size = 64\n")
+    url = f"sqlite:///{tmp}/p.db"
+    run_search(RunRequest(study="p", storage=url, space=f"{tmp}/s.toml", trials=1, data=npz,
+                          limit=limit, max_epochs=epochs, seed=0))
+    db = StudyDatabase(url)
+    [t] = db.trials("p")
+    rows = [{"seconds": e.seconds, "val_accuracy": e.val_accuracy} for e in db.epochs(t.trial_id)]
+else:
+    from search import tfenv
+    tfenv.quiet_import()
+    import keras, numpy as np
+    from search.data import load_source
+    src = load_source(npz, limit=limit)
+    tr, va = src.split()
+    lists = [src.train.tokens[a:b] for a, b in zip(src.train.offsets[:-1], src.train.offsets[1:])]
+    lists = [np.where(x < 10000, x, 2) for x in lists]
+    x = keras.utils.pad_sequences(lists, maxlen=cfg["maxlen"])
+    y = src.train.labels
+    keras.utils.set_random_seed(0)
+    rnn = {"simple": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[cfg["cell"]](cfg["units"])
+    if cfg["bidirectional"]:
+        rnn = keras.layers.Bidirectional(rnn)
+    model = keras.Sequential([keras.Input((cfg["maxlen"],), dtype="int32"), keras.layers.Embedding(10000, 32), rnn,
+                              keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy", metrics=["accuracy"])
+    rows = []
+    class T(keras.callbacks.Callback):
+        def on_epoch_begin(self, e, logs=None): self.t = time.perf_counter()
+        def on_epoch_end(self, e, logs=None): rows.append({"seconds": time.perf_counter() - self.t, "val_accuracy": float(logs["val_accuracy"])})
+    model.fit(x[tr], y[tr], validation_data=(x[va], y[va]), epochs=epochs, batch_size=64, verbose=0, callbacks=[T()])
+print(json.dumps(rows))
+'''
+
+
+def measure(mode: str, cfg: dict, limit: int, epochs: int) -> list[dict]:
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, mode, json.dumps(cfg), str(IMDB_NPZ), str(limit), str(epochs)],
+        capture_output=True, text=True, check=False,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"{mode} {cfg} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    limit, epochs = (600, 1) if args.quick else (5000, 3)
+    results, rows = {}, []
+    for name, cfg in CONFIGS.items():
+        if args.quick:
+            cfg = {**cfg, "maxlen": min(cfg["maxlen"], 100)}
+        per = {mode: measure(mode, cfg, limit, epochs) for mode in ("plain", "rnnsearch")}
+        results[name] = per
+        # the first epoch holds graph tracing; later epochs show the steady state
+        steady = {m: [r["seconds"] for r in v[1:]] or [v[0]["seconds"]] for m, v in per.items()}
+        plain_s, ours_s = statistics.mean(steady["plain"]), statistics.mean(steady["rnnsearch"])
+        rows.append([name, round(plain_s, 2), round(ours_s, 2), round(ours_s / plain_s, 2),
+                     round(per["plain"][-1]["val_accuracy"], 4),
+                     round(per["rnnsearch"][-1]["val_accuracy"], 4)])
+    print(table(["config", "plain_s/epoch", "rnnsearch_s/epoch", "ratio", "plain_val_acc",
+                 "rnnsearch_val_acc"], rows))
+    path = write_result("per_epoch-quick" if args.quick else "per_epoch",
+                        {"settings": {"limit": limit, "epochs": epochs}, "epochs": results,
+                         "table": rows, "target_ratio": 0.6})
+    print(f"written: {path}")
+
+
+if __name__ == "__main__":
+    main()
