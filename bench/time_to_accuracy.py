@@ -1,0 +1,210 @@
+"""Time to accuracy: rnnsearch's default search against a plain Keras Tuner Hyperband script.
+
+    python bench/time_to_accuracy.py                 # 20-minute budget each, full IMDB
+    python bench/time_to_accuracy.py --budget 600    # another budget, in seconds
+    python bench/time_to_accuracy.py --quick         # 60 s each on a 2,000-review slice
+
+Both searches get the same wall-clock budget on the same machine, one after the other, and are
+stopped when it runs out (rnnsearch with Ctrl-C, which it handles cleanly; Keras Tuner is killed).
+The plain script is Keras Tuner as people write it today (see PLAIN below): SimpleRNN, LSTM or
+GRU; units 32-512 step 32; learning rate in {1e-2, 1e-3, 1e-4}; Embedding 128; maxlen 500;
+Hyperband max epochs 10, factor 3; EarlyStopping; validation_split 0.2. Reported: best validation
+accuracy over time, the time each first reaches the threshold (0.87), and the test accuracy of
+each one's best configuration retrained on the full training set (or the slice, with --quick).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import IMDB_NPZ, RNNSEARCH, table, write_result  # noqa: E402
+
+PLAIN = r'''
+import json, os, sys, time
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras, keras_tuner as kt, numpy as np
+npz, limit, log_path, workdir = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+start = time.time()
+def load_imdb(path, num_words=10000):
+    # keras.datasets.imdb.load_data's reading of its file, for an offline copy of it
+    with np.load(path, allow_pickle=True) as f:
+        parts = [(f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])]
+    rng = np.random.RandomState(113)
+    out = []
+    for x, y in parts:
+        idx = np.arange(len(x)); rng.shuffle(idx)
+        x = [[1] + [w + 3 if w + 3 < num_words else 2 for w in s] for s in x[idx]]
+        out.append((np.array(x, dtype=object), y[idx]))
+    return out
+(x_train, y_train), _ = load_imdb(npz)
+if limit:
+    rng = np.random.default_rng(0)
+    idx = rng.permutation(len(x_train))[:limit]
+    x_train, y_train = x_train[idx], y_train[idx]
+x_train = keras.utils.pad_sequences(x_train, maxlen=500)
+
+def build(hp):
+    cell = {"simple": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[
+        hp.Choice("cell", ["simple", "lstm", "gru"])]
+    model = keras.Sequential([keras.layers.Embedding(10000, 128),
+                              cell(hp.Int("units", 32, 512, step=32)),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(keras.optimizers.Adam(hp.Choice("lr", [1e-2, 1e-3, 1e-4])),
+                  "binary_crossentropy", metrics=["accuracy"])
+    return model
+
+class Log(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        with open(log_path, "a") as f:
+            f.write(json.dumps({"t": time.time() - start, "val_accuracy": float(logs["val_accuracy"]),
+                                "hp": tuner_ref[0].oracle.ongoing_trials and
+                                      {k: v for k, v in list(tuner_ref[0].oracle.ongoing_trials.values())[0].hyperparameters.values.items()
+                                       if not k.startswith("tuner/")}}) + "\n")
+
+tuner = kt.Hyperband(build, objective="val_accuracy", max_epochs=10, factor=3,
+                     directory=workdir, project_name="plain", seed=0)
+tuner_ref = [tuner]
+tuner.search(x_train, y_train, validation_split=0.2, epochs=10,
+             callbacks=[keras.callbacks.EarlyStopping(patience=2), Log()], verbose=0)
+'''
+
+PLAIN_LOADER = PLAIN.split("def load_imdb")[1].split("(x_train, y_train), _")[0]
+PLAIN_LOADER = "def load_imdb" + PLAIN_LOADER
+
+RETRAIN = r'''
+import json, os, sys
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras, numpy as np
+npz, limit, epochs, kind, cfg = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], json.loads(sys.argv[5])
+keras.utils.set_random_seed(0)
+if kind == "plain":
+    exec(PLAIN_LOADER)
+    (x, y), (xt, yt) = load_imdb(npz)
+    if limit:
+        idx = np.random.default_rng(0).permutation(len(x))[:limit]
+        x, y = x[idx], y[idx]
+    x, xt = keras.utils.pad_sequences(x, maxlen=500), keras.utils.pad_sequences(xt, maxlen=500)
+    cell = {"simple": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[cfg["cell"]]
+    model = keras.Sequential([keras.layers.Embedding(10000, 128), cell(cfg["units"]),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(keras.optimizers.Adam(cfg["lr"]), "binary_crossentropy", metrics=["accuracy"])
+else:
+    from search import tfenv
+    tfenv.quiet_import()
+    from search.data import load_source
+    from search.model import build_model
+    x, y, xt, yt, spec = load_source(npz, limit=limit or None).prepare_full(cfg)
+    model = build_model(cfg, spec)
+model.fit(x, y, epochs=epochs, batch_size=cfg.get("batch_size", 64) if kind != "plain" else 32, verbose=0)
+loss, acc = model.evaluate(xt, yt, verbose=0)
+print(json.dumps({"test_accuracy": float(acc), "test_loss": float(loss)}))
+'''
+
+
+def run_rnnsearch(budget: float, limit: int, tmp: str) -> dict:
+    url = f"sqlite:///{tmp}/tta.db"
+    args = [RNNSEARCH, "run", "--study", "tta", "--space", "default", "--trials", "10000",
+            "--data", str(IMDB_NPZ), "--max-epochs", "5", "--seed", "0", "--quiet",
+            "--storage", url]
+    if limit:
+        args += ["--limit", str(limit)]
+    started = time.time()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        proc.wait(timeout=budget)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+    from storage import StudyDatabase
+
+    db = StudyDatabase(url, create=False)
+    curve, best = [], 0.0
+    for t in db.trials("tta"):
+        for e in db.epochs(t.trial_id):
+            pass
+        if t.state == "complete" and t.finished_at is not None and t.value is not None:
+            when = t.finished_at.timestamp() - started
+            if t.value > best:
+                best = t.value
+                curve.append({"t": round(when, 1), "best_val_accuracy": best, "trial": t.number})
+    top = db.best("tta", top=1)
+    db.dispose()
+    return {"curve": curve, "best_config": top[0].config if top else None,
+            "best_epochs": top[0].extra.get("best_epoch") if top else None}
+
+
+def run_plain(budget: float, limit: int, tmp: str) -> dict:
+    log = Path(tmp) / "plain.jsonl"
+    proc = subprocess.Popen([sys.executable, "-c", PLAIN, str(IMDB_NPZ), str(limit), str(log), tmp],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        proc.wait(timeout=budget)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    curve, best, best_hp = [], 0.0, None
+    for line in log.read_text().splitlines() if log.exists() else []:
+        rec = json.loads(line)
+        if rec["val_accuracy"] > best:
+            best, best_hp = rec["val_accuracy"], rec["hp"]
+            curve.append({"t": round(rec["t"], 1), "best_val_accuracy": best})
+    return {"curve": curve, "best_config": best_hp}
+
+
+def retrain(kind: str, cfg: dict | None, limit: int, epochs: int) -> dict | None:
+    if not cfg:
+        return None
+    code = RETRAIN.replace("exec(PLAIN_LOADER)", PLAIN_LOADER.replace("\n", "\n    "))
+    out = subprocess.run([sys.executable, "-c", code, str(IMDB_NPZ), str(limit), str(epochs),
+                          kind, json.dumps(cfg)], capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1][:300]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def time_to(curve: list[dict], threshold: float) -> float | None:
+    return next((p["t"] for p in curve if p["best_val_accuracy"] >= threshold), None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--budget", type=float, default=None, help="seconds per search")
+    parser.add_argument("--threshold", type=float, default=0.87)
+    parser.add_argument("--retrain-epochs", type=int, default=None)
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    budget = args.budget or (60.0 if args.quick else 1200.0)
+    limit = 2000 if args.quick else 0
+    retrain_epochs = args.retrain_epochs or (1 if args.quick else 3)
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = run_rnnsearch(budget, limit, tmp)
+        plain = run_plain(budget, limit, tmp)
+    ours["test"] = retrain("rnnsearch", ours["best_config"], limit, ours.get("best_epochs") or retrain_epochs)
+    plain["test"] = retrain("plain", plain["best_config"], limit, retrain_epochs)
+    rows = []
+    for name, res in (("rnnsearch", ours), ("plain-keras-tuner", plain)):
+        curve = res["curve"]
+        rows.append([name, curve[-1]["best_val_accuracy"] if curve else None,
+                     time_to(curve, args.threshold),
+                     (res["test"] or {}).get("test_accuracy")])
+    print(f"budget {budget:.0f} s per search; threshold {args.threshold}")
+    print(table(["search", "best_val_acc", f"t_to_{args.threshold}_s", "test_acc_retrained"], rows))
+    path = write_result("time_to_accuracy-quick" if args.quick else "time_to_accuracy",
+                        {"budget_s": budget, "limit": limit, "rnnsearch": ours, "plain": plain,
+                         "table": rows})
+    print(f"written: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""The benchmark scripts run in quick mode and write the figures they promise."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+RESULTS = BENCH / "results"
+
+
+def _run(script: str, *args: str) -> dict:
+    out = subprocess.run([sys.executable, str(BENCH / script), "--quick", *args],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "written:" in out.stdout
+    path = Path(out.stdout.strip().splitlines()[-1].split("written: ", 1)[1])
+    assert path.parent == RESULTS
+    return json.loads(path.read_text())
+
+
+def test_overhead_quick():
+    res = _run("overhead.py")
+    assert res["overhead"]["trials"] == 4
+    assert 0 < res["overhead"]["mean_overhead_s"] < res["overhead"]["mean_trial_s"]
+    assert res["best_latency"]["trials"] == 1000 and res["best_latency"]["best_fn_ms_median"] > 0
+
+
+def test_memory_quick():
+    res = _run("memory.py")
+    for mode in ("rnnsearch", "baseline"):
+        rss = res["rss_mb_after_each_trial"][mode]
+        assert len(rss) == 8 and all(r > 100 for r in rss)
+
+
+def test_per_epoch_quick():
+    res = _run("per_epoch.py")
+    assert len(res["table"]) == 3
+    for row in res["table"]:
+        assert row[1] > 0 and row[2] > 0 and 0 <= row[4] <= 1 and 0 <= row[5] <= 1
+
+
+def test_time_to_accuracy_quick():
+    res = _run("time_to_accuracy.py", "--budget", "40")
+    assert res["rnnsearch"]["curve"], "rnnsearch finished no trial in its budget"
+    assert res["rnnsearch"]["test"]["test_accuracy"] > 0
+
+
+def test_workers_quick():
+    res = _run("workers.py")
+    assert [r["workers"] for r in res["rows"]] == [1, 2]
+    assert all(r["trials"] == 4 for r in res["rows"])
