@@ -52,6 +52,15 @@ StorageOpt = Annotated[
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 StudyArg = Annotated[str, typer.Argument(help="Study name.", show_default=False)]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]
+WhereOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--where",
+        help="Only trials whose parameters match, e.g. \"cell=lstm and bidirectional=true\"; "
+        "=, !=, <, <=, >, >=, in (a, b), and, or, not, parentheses.",
+        show_default=False,
+    ),
+]
 
 T = TypeVar("T")
 
@@ -277,6 +286,7 @@ def best(
     with_test: Annotated[
         bool, typer.Option("--with-test", help="Show test metrics of retrained trials.")
     ] = False,
+    where: WhereOpt = None,
     storage: StorageOpt = None,
     fmt: FormatOpt = Format.table,
     debug: DebugOpt = False,
@@ -285,10 +295,12 @@ def best(
 
     def body() -> None:
         from search.output import render_trials
+        from search.where import where_filter
         from storage import StudyDatabase
 
         db = StudyDatabase(storage, create=False)
-        rows = db.best(study, top=top)
+        keep = where_filter(db, study, where) if where is not None else None
+        rows = db.best(study, top=top, predicate=keep)
         _echo(render_trials(rows, fmt.value, ranked=True, with_test=with_test))
 
     guarded(body, debug)
@@ -301,6 +313,7 @@ def trials(
         list[str] | None,
         typer.Option(help="Only trials in this state (complete, pruned, failed, running, interrupted)."),
     ] = None,
+    where: WhereOpt = None,
     storage: StorageOpt = None,
     fmt: FormatOpt = Format.table,
     debug: DebugOpt = False,
@@ -316,7 +329,13 @@ def trials(
             if s not in TRIAL_STATES:
                 raise UsageError(f"--state {s}: expected one of {', '.join(TRIAL_STATES)}")
         db = StudyDatabase(storage, create=False)
-        _echo(render_trials(db.trials(study, state or None), fmt.value))
+        rows = db.trials(study, state or None)
+        if where is not None:
+            from search.where import where_filter
+
+            keep = where_filter(db, study, where, rows)
+            rows = [t for t in rows if keep(t.config or t.params)]
+        _echo(render_trials(rows, fmt.value))
 
     guarded(body, debug)
 
