@@ -174,6 +174,14 @@ def run(
             help="Worker processes on this study; each gets cores/N TensorFlow threads.",
         ),
     ] = 1,
+    factor: Annotated[
+        int | None,
+        typer.Option("--factor", help="Hyperband: reduction factor of epochs and trials (3)."),
+    ] = None,
+    hyperband_iterations: Annotated[
+        int | None,
+        typer.Option("--hyperband-iterations", help="Hyperband: iterations of its schedule (1)."),
+    ] = None,
     storage: StorageOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     fmt: FormatOpt = Format.table,
@@ -186,6 +194,7 @@ def run(
             add=add, data=data, limit=limit, max_epochs=max_epochs, seed=seed,
             allow_space_change=allow_space_change, storage=storage,
             time_budget=time_budget, keep_checkpoints=keep_checkpoints, workers=workers,
+            hyperband_factor=factor, hyperband_iterations=hyperband_iterations,
         ),
         quiet=quiet, fmt=fmt, debug=debug, resume_only=False,
     )
@@ -350,6 +359,126 @@ def studies(storage: StorageOpt = None, fmt: FormatOpt = Format.table, debug: De
 
         db = StudyDatabase(storage, create=False)
         _echo(render_studies(db.studies(), fmt.value))
+
+    guarded(body, debug)
+
+
+@app.command()
+def report(
+    study: StudyArg,
+    out: Annotated[
+        str, typer.Option("--out", "-o", help="Folder for index.html, the PNGs and report.json.")
+    ] = "report",
+    top: Annotated[
+        int, typer.Option("--top", "-k", min=1, help="Learning curves of this many best trials.")
+    ] = 5,
+    storage: StorageOpt = None,
+    fmt: FormatOpt = Format.table,
+    debug: DebugOpt = False,
+) -> None:
+    """Compare cells x direction x maxlen; learning curves, history, importances (PNG + HTML)."""
+
+    def body() -> None:
+        from pathlib import Path
+
+        from search.output import _csv, _table, to_json
+        from search.report import COMPARISON_COLUMNS, build_report
+        from storage import StudyDatabase
+
+        db = StudyDatabase(storage, create=False)
+        rep = build_report(db, study, Path(out), top=top)
+        rows = [g.cells() for g in rep.groups]
+        if fmt is Format.json:
+            _echo(to_json(rep.to_dict()))
+            return
+        if fmt is Format.csv:
+            _echo(_csv(COMPARISON_COLUMNS, rows))
+            return
+        _echo(_table(None, COMPARISON_COLUMNS, rows))
+        for note in rep.notes:
+            _echo(f"note: {note}")
+        _echo(f"report: {rep.html} ({len(rep.figures)} figures in {rep.out_dir})")
+
+    guarded(body, debug)
+
+
+@app.command()
+def retrain(
+    study: StudyArg,
+    trial: Annotated[
+        int | None, typer.Option("--trial", "-t", help="Trial number (default: the best).")
+    ] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option(
+            "--epochs", "-e", min=1, help="Epochs (default: the trial's best epoch)."
+        ),
+    ] = None,
+    save: Annotated[
+        str | None,
+        typer.Option("--save", help="Model file (.keras). Default: STUDY-trialN.keras."),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(help="Train on a stratified slice of N training examples (default: all)."),
+    ] = None,
+    storage: StorageOpt = None,
+    fmt: FormatOpt = Format.table,
+    debug: DebugOpt = False,
+) -> None:
+    """Train a trial's configuration on the full training set, test it, save the model."""
+
+    def body() -> None:
+        from search.output import to_json
+        from search.retrain import retrain as do_retrain
+        from storage import StudyDatabase
+
+        db = StudyDatabase(storage, create=False)
+        res = do_retrain(db, study, trial=trial, epochs=epochs, save=save, limit=limit)
+        if fmt is Format.json:
+            _echo(to_json(res.to_dict()))
+            return
+        _echo(
+            f"trial {res.trial}: trained on {res.train_examples} examples for {res.epochs} "
+            f"epochs in {res.seconds:.1f} s; test_accuracy {res.test_accuracy:.4f}, "
+            f"test_loss {res.test_loss:.4f} on {res.test_examples} test examples"
+        )
+        _echo(f"saved: {res.saved}")
+
+    guarded(body, debug)
+
+
+class ExportFormat(str, Enum):
+    csv = "csv"
+    json = "json"
+
+
+@app.command()
+def export(
+    study: StudyArg,
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="Output format.")] = (
+        ExportFormat.csv
+    ),
+    out: Annotated[
+        str | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+    storage: StorageOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Every trial with its parameters, configuration and metrics (per-epoch curves in JSON)."""
+
+    def body() -> None:
+        from search.export import export_study
+        from storage import StudyDatabase
+
+        db = StudyDatabase(storage, create=False)
+        text = export_study(db, study, fmt.value)
+        if out is None:
+            typer.echo(text, nl=False)
+            return
+        with open(out, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        typer.echo(f"exported study {study} to {out}", err=True)
 
     guarded(body, debug)
 

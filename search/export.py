@@ -1,0 +1,115 @@
+"""``rnnsearch export``: every trial of a study with its parameters and metrics, as CSV or JSON.
+
+JSON holds one object per trial, with its searched ``params``, its resolved ``config`` and its
+per-epoch ``curve``. CSV holds one row per trial: the metric columns, then one column per
+configuration key (sampled or fixed), so it loads straight into a spreadsheet or pandas.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+from storage import EpochRecord, StudyDatabase, TrialRecord
+
+METRIC_COLUMNS = (
+    "trial",
+    "state",
+    "value",
+    "epochs_trained",
+    "duration_s",
+    "mean_epoch_s",
+    "best_val_accuracy",
+    "best_epoch",
+    "final_loss",
+    "final_accuracy",
+    "final_val_loss",
+    "final_val_accuracy",
+    "param_count",
+    "test_loss",
+    "test_accuracy",
+    "started_at",
+    "finished_at",
+    "reason",
+)
+
+
+def _num(v: float | None) -> float | None:
+    if v is None or (isinstance(v, float) and (math.isnan(v) or math.isinf(v))):
+        return None
+    return v
+
+
+def trial_row(t: TrialRecord, curve: Sequence[EpochRecord]) -> dict[str, Any]:
+    """One trial's metrics as a flat dict (keys: METRIC_COLUMNS)."""
+    scored = [(e.val_accuracy, -e.epoch) for e in curve if e.val_accuracy is not None]
+    best = max(scored) if scored else None
+    last = curve[-1] if curve else None
+    seconds = [e.seconds for e in curve if e.seconds is not None]
+    return {
+        "trial": t.number,
+        "state": t.state,
+        "value": _num(t.value),
+        "epochs_trained": t.epochs,
+        "duration_s": _num(t.duration_s),
+        "mean_epoch_s": statistics.fmean(seconds) if seconds else None,
+        "best_val_accuracy": _num(best[0]) if best else None,
+        "best_epoch": -best[1] if best else None,
+        "final_loss": _num(last.loss) if last else None,
+        "final_accuracy": _num(last.accuracy) if last else None,
+        "final_val_loss": _num(last.val_loss) if last else None,
+        "final_val_accuracy": _num(last.val_accuracy) if last else None,
+        "param_count": t.param_count,
+        "test_loss": _num(t.test_loss),
+        "test_accuracy": _num(t.test_accuracy),
+        "started_at": t.started_at.isoformat() if t.started_at else None,
+        "finished_at": t.finished_at.isoformat() if t.finished_at else None,
+        "reason": t.reason,
+    }
+
+
+def export_records(db: StudyDatabase, study: str) -> list[dict[str, Any]]:
+    """Every trial, in trial order: metrics, ``params``, ``config`` and ``curve``."""
+    trials = db.trials(study)
+    curves = db.epochs_by_trial(db.study_id(study))
+    out = []
+    for t in trials:
+        curve = curves.get(t.trial_id, [])
+        row = trial_row(t, curve)
+        row["params"] = dict(t.params)
+        row["config"] = dict(t.config)
+        row["curve"] = [
+            {k: _num(v) if isinstance(v, float) else v for k, v in vars(e).items()} for e in curve
+        ]
+        out.append(row)
+    return out
+
+
+def to_json(records: Sequence[dict[str, Any]]) -> str:
+    return json.dumps(list(records), indent=2, allow_nan=False)
+
+
+def to_csv(records: Sequence[dict[str, Any]]) -> str:
+    keys: list[str] = []
+    for r in records:
+        for k in r["config"]:
+            if k not in keys:
+                keys.append(k)
+    headers = list(METRIC_COLUMNS) + keys
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(headers)
+    for r in records:
+        row = [r[c] for c in METRIC_COLUMNS] + [r["config"].get(k) for k in keys]
+        writer.writerow(["" if v is None else v for v in row])
+    return buf.getvalue()
+
+
+def export_study(db: StudyDatabase, study: str, fmt: str) -> str:
+    records = export_records(db, study)
+    return to_csv(records) if fmt == "csv" else to_json(records) + "\n"

@@ -1,0 +1,153 @@
+"""``rnnsearch retrain``: train a chosen trial's configuration on the whole training set.
+
+The only place rnnsearch touches the test set: the retrained model is evaluated on it once, and
+its test loss and accuracy are recorded against the trial, where ``best --with-test`` shows them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from search.errors import UsageError
+from storage import StudyDatabase, TrialRecord
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    study: str
+    trial: int
+    trial_id: int
+    epochs: int
+    train_examples: int
+    test_examples: int
+    test_loss: float
+    test_accuracy: float
+    seconds: float
+    saved: str
+    param_count: int
+    config: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def choose_trial(db: StudyDatabase, study: str, number: int | None) -> TrialRecord:
+    """The trial ``number`` (it must have trained), or the study's best complete trial."""
+    if number is None:
+        best = db.best(study, top=1)
+        if not best:
+            raise UsageError(f"study {study!r} has no complete trial to retrain yet")
+        return best[0]
+    trials = db.trials(study)
+    rec = next((t for t in trials if t.number == number), None)
+    if rec is None:
+        last = max((t.number for t in trials), default=None)
+        known = f"trials 0-{last}" if last is not None else "no trials"
+        raise UsageError(f"--trial {number}: study {study!r} has {known}")
+    if rec.state not in ("complete", "pruned") or not rec.config:
+        raise UsageError(
+            f"--trial {number}: trial is {rec.state}; expected a complete or pruned trial"
+        )
+    return rec
+
+
+def _data_location(data: dict[str, Any]) -> str:
+    source = str(data.get("source") or "")
+    path = data.get("path")
+    if source != "imdb" and path and Path(path).exists():
+        return str(path)
+    return source
+
+
+def retrain(
+    db: StudyDatabase,
+    study: str,
+    *,
+    trial: int | None = None,
+    epochs: int | None = None,
+    save: str | Path | None = None,
+    limit: int | None = None,
+    verbose: int = 0,
+) -> RetrainResult:
+    """Train the trial's configuration on all training data (or a ``limit`` slice), evaluate on
+    the test set, record the test metrics and save the model as a ``.keras`` file."""
+    if epochs is not None and epochs < 1:
+        raise UsageError(f"--epochs {epochs}: expected a positive integer")
+    stored = db.study_config(study)
+    if stored is None:
+        raise UsageError(
+            f"study {study!r} was not created by rnnsearch: its data is unknown, cannot retrain"
+        )
+    rec = choose_trial(db, study, trial)
+    path = Path(save) if save is not None else Path(f"{study}-trial{rec.number}.keras")
+    if path.suffix != ".keras":
+        raise UsageError(f"--save {path}: expected a file name ending in .keras")
+    if not path.parent.exists():
+        raise UsageError(f"--save {path}: the folder {path.parent} does not exist")
+    if epochs is None:
+        epochs = int(rec.extra.get("best_epoch") or rec.config.get("epochs") or rec.epochs or 1)
+
+    from search.data import load_source
+
+    source = load_source(_data_location(stored.data), limit=limit)
+
+    from search import tfenv
+
+    tfenv.quiet_import()
+    import keras
+
+    from search.model import build_model
+
+    cfg = dict(rec.config)
+    x_train, y_train, x_test, y_test, spec = source.prepare_full(cfg)
+    keras.backend.clear_session(free_memory=True)
+    keras.utils.set_random_seed(((stored.seed or 0) + rec.number) % (2**32 - 1))
+    started = time.perf_counter()
+    model = build_model(cfg, spec)
+    model.fit(
+        x_train,
+        y_train,
+        batch_size=int(cfg["batch_size"]),
+        epochs=int(epochs),
+        shuffle=True,
+        verbose=verbose,
+    )
+    loss, accuracy = model.evaluate(x_test, y_test, batch_size=512, verbose=0)
+    seconds = time.perf_counter() - started
+    model.save(path)
+    db.record_test_metrics(rec.trial_id, float(loss), float(accuracy))
+    db.record_trial_info(
+        trial_id=rec.trial_id,
+        study_id=stored.study_id,
+        number=rec.number,
+        engine=rec.engine or stored.engine,
+        config=rec.config,
+        status=rec.state,
+        extra={
+            "retrain": {
+                "epochs": int(epochs),
+                "train_examples": int(len(y_train)),
+                "test_examples": int(len(y_test)),
+                "limit": limit,
+                "seconds": round(seconds, 3),
+                "saved": str(path.resolve()),
+            }
+        },
+    )
+    return RetrainResult(
+        study=study,
+        trial=rec.number,
+        trial_id=rec.trial_id,
+        epochs=int(epochs),
+        train_examples=int(len(y_train)),
+        test_examples=int(len(y_test)),
+        test_loss=float(loss),
+        test_accuracy=float(accuracy),
+        seconds=seconds,
+        saved=str(path),
+        param_count=int(model.count_params()),
+        config=cfg,
+    )
