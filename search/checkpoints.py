@@ -22,15 +22,18 @@ MODEL_FILE = "model.keras"
 STATE_FILE = "state.json"
 
 
-def default_root(storage_url: str, study: str) -> Path:
-    """Where a study's checkpoints live: beside a SQLite file, else under ~/.cache/rnnsearch."""
+def default_root(storage_url: str, study: str, kind: str = "checkpoints") -> Path:
+    """Where a study's files of ``kind`` live: beside a SQLite file, else under ~/.cache/rnnsearch.
+
+    ``kind`` is ``checkpoints`` (ours) or ``kt`` (Keras Tuner's project directory).
+    """
     url = make_url(storage_url)
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         db = Path(url.database).resolve()
-        return db.parent / f"{db.stem}.checkpoints" / _safe(study)
+        return db.parent / f"{db.stem}.{kind}" / _safe(study)
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rnnsearch"
     host = _safe(f"{url.host or 'local'}-{url.port or ''}-{url.database or ''}")
-    return base / "checkpoints" / host / _safe(study)
+    return base / kind / host / _safe(study)
 
 
 def _safe(name: str) -> str:
@@ -124,4 +127,3 @@ class CheckpointStore:
                 except ValueError:
                     continue
         return sorted(out)
-
