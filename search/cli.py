@@ -381,8 +381,8 @@ def report(
     def body() -> None:
         from pathlib import Path
 
-        from search.output import _csv, _table, to_json
-        from search.report import COMPARISON_COLUMNS, build_report
+        from search.output import _csv, to_json
+        from search.report import COMPARISON_COLUMNS, build_report, comparison_table
         from storage import StudyDatabase
 
         db = StudyDatabase(storage, create=False)
@@ -394,7 +394,7 @@ def report(
         if fmt is Format.csv:
             _echo(_csv(COMPARISON_COLUMNS, rows))
             return
-        _echo(_table(None, COMPARISON_COLUMNS, rows))
+        _echo(comparison_table(rep.groups))
         for note in rep.notes:
             _echo(f"note: {note}")
         _echo(f"report: {rep.html} ({len(rep.figures)} figures in {rep.out_dir})")

@@ -167,6 +167,33 @@ def missing_param_counts(trials: Sequence[TrialRecord], num_classes: int = 2) ->
     return out
 
 
+def comparison_table(groups: Sequence[GroupRow]) -> str:
+    """The comparison as a plain-text Rich table (numbers right-aligned)."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_lines=False)
+    for c in COMPARISON_COLUMNS:
+        table.add_column(c, justify="left" if c in ("cell", "direction") else "right")
+    for g in groups:
+        cells = []
+        for c, v in zip(COMPARISON_COLUMNS, g.cells(), strict=True):
+            if v is None:
+                cells.append("")
+            elif c == "mean_epoch_s":
+                cells.append(f"{v:.2f}")
+            elif isinstance(v, float):
+                cells.append(f"{v:.4f}")
+            else:
+                cells.append(str(v))
+        table.add_row(*cells)
+    console = Console(file=io.StringIO(), width=200, force_terminal=False, color_system=None)
+    console.print(table)
+    return console.file.getvalue().rstrip("\n")
+
+
 # -- figures -------------------------------------------------------------------------------
 
 
