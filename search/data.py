@@ -1,8 +1,13 @@
 """Loading and preparing sequence data for trials.
 
-Raw data is read once per process (:func:`load_source`); each distinct preprocessing
-(vocabulary size, sequence length, padding) is prepared once and shared by every trial that
-asks for it (:meth:`DataSource.prepare`). The test split is kept apart: searches never see it.
+Raw data is read once per process (:func:`load_source`): Keras' IMDB file, a text table (CSV,
+CSV.gz, JSONL) or folder, or numeric sequences (.npz, long-format CSV). What is costly and the
+same for every trial (reading, label encoding, the held-out test split, fitting the vocabulary,
+tokenising, standardising) is done once per data fingerprint and preprocessing parameters and
+cached on disk (:mod:`search.datasets.cache`), so other processes, workers and resumes reuse it.
+Each distinct trial preprocessing (vocabulary size, sequence length, padding) is then prepared
+once per process and shared by every trial that asks for it (:meth:`DataSource.prepare`).
+The test split is kept apart: searches never see it.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from search.errors import DataError
+from search.datasets import cache, readers
+from search.errors import DataError, UsageError
 
 #: Keras' IMDB reading conventions (keras.datasets.imdb.load_data), reproduced exactly.
 IMDB_SHUFFLE_SEED = 113
@@ -27,7 +33,31 @@ IMDB_HASH = "69664113be75683a8fe16e3ed0ab59fda8886cb3cd7ada244f7d9544e4676b9f"
 
 VALIDATION_FRACTION = 0.2
 SPLIT_SEED = 20240611
+#: Data without a test split of its own: this share is held out as the test split, stratified.
+TEST_FRACTION = 0.2
+TEST_SEED = 20240612
+#: TextVectorization ids: 0 is padding, 1 the out-of-vocabulary token.
+TEXT_OOV_ID = 1
+#: A numeric step whose standardised features are all 0.0 would be masked as padding; its first
+#: feature is nudged to this value instead.
+ZERO_STEP_NUDGE = 1e-6
+#: Bump when what the cache holds changes meaning.
+CACHE_VERSION = 1
 SHARED_COPY_HINT = "../shared/data/imdb/imdb.npz"
+
+#: Options of `run` that shape the data (stored with a study, reused by resume and workers).
+DATA_OPTION_DEFAULTS: dict[str, Any] = {
+    "text_col": "text",
+    "label_col": "label",
+    "split_col": None,
+    "bucketing": True,
+}
+OPTION_FLAGS = {
+    "text_col": "--text-col",
+    "label_col": "--label-col",
+    "split_col": "--split-col",
+    "bucketing": "--bucketing/--no-bucketing",
+}
 
 
 def file_sha256(path: Path) -> str:
@@ -47,11 +77,18 @@ class InputSpec:
     num_classes: int
     vocab_size: int | None = None
     features: int | None = None
+    #: True: the model takes sequences of any length up to maxlen (batches padded to their
+    #: longest sequence, padding masked); False: exactly maxlen steps.
+    variable_length: bool = False
 
 
 @dataclass(frozen=True)
 class PreparedData:
-    """Arrays ready for ``model.fit``: train and validation only, test kept for retraining."""
+    """Arrays ready for ``model.fit``: train and validation only, test kept for retraining.
+
+    ``x_*`` are padded to ``spec.maxlen``; ``len_*`` give each row's length after truncation,
+    which bucketing (:mod:`search.train`) uses to cut batches to their longest row.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -59,13 +96,24 @@ class PreparedData:
     y_val: np.ndarray
     spec: InputSpec
     fingerprint: str
+    len_train: np.ndarray | None = None
+    len_val: np.ndarray | None = None
+    padding: str = "pre"
+
+    @property
+    def bucketing(self) -> bool:
+        return self.spec.variable_length and self.len_train is not None
 
 
 @dataclass
 class TokenSequences:
-    """Ragged token sequences as one flat array plus offsets (no per-row Python objects)."""
+    """Ragged sequences as one flat array plus offsets (no per-row Python objects).
 
-    tokens: np.ndarray  # int32, all sequences concatenated
+    ``tokens`` holds every step of every sequence: int32 word ids (shape ``(steps,)``), or for
+    numeric data float32 feature vectors (shape ``(steps, F)``).
+    """
+
+    tokens: np.ndarray  # all sequences concatenated
     offsets: np.ndarray  # int64, len N + 1
     labels: np.ndarray
 
@@ -85,24 +133,26 @@ class TokenSequences:
         return TokenSequences(self.tokens[pos], offsets, self.labels[idx])
 
     @classmethod
-    def from_lists(cls, seqs: Any, labels: np.ndarray) -> TokenSequences:
+    def from_lists(cls, seqs: Any, labels: np.ndarray, dtype: Any = np.int32) -> TokenSequences:
         lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
         offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         tokens = (
-            np.concatenate([np.asarray(s, dtype=np.int32) for s in seqs])
+            np.concatenate([np.asarray(s, dtype=dtype) for s in seqs])
             if len(seqs)
-            else np.zeros(0, dtype=np.int32)
+            else np.zeros(0, dtype=dtype)
         )
         return cls(tokens, offsets, np.asarray(labels))
 
 
-def pad(seqs: TokenSequences, maxlen: int, padding: str = "pre", truncating: str = "pre") -> np.ndarray:
+def pad(
+    seqs: TokenSequences, maxlen: int, padding: str = "pre", truncating: str = "pre"
+) -> np.ndarray:
     """Like ``keras.utils.pad_sequences`` with value 0, vectorised over all rows."""
     n = len(seqs)
     lengths = seqs.lengths
     take = np.minimum(lengths, maxlen)
-    out = np.zeros((n, maxlen), dtype=np.int32)
+    out = np.zeros((n, maxlen, *seqs.tokens.shape[1:]), dtype=seqs.tokens.dtype)
     rows = np.repeat(np.arange(n), take)
     within = np.arange(take.sum()) - np.repeat(np.cumsum(take) - take, take)
     first = seqs.offsets[:-1] + (lengths - take if truncating == "pre" else 0)
@@ -119,13 +169,32 @@ def stratified_indices(labels: np.ndarray, n: int, rng: np.random.Generator) -> 
     short = n - quota.sum()
     for i in np.argsort(-(counts / counts.sum() * n - quota))[:short]:
         quota[i] += 1
-    picked = [rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quota)]
+    picked = [
+        rng.permutation(np.flatnonzero(labels == c))[:q]
+        for c, q in zip(classes, quota, strict=True)
+    ]
     return rng.permutation(np.concatenate(picked))
+
+
+def validation_split(
+    labels: np.ndarray, fraction: float = VALIDATION_FRACTION, seed: int = SPLIT_SEED
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation indices: stratified, fixed seed."""
+    rng = np.random.default_rng(seed)
+    n_val = max(1, int(round(len(labels) * fraction)))
+    val = np.sort(stratified_indices(labels, n_val, rng))
+    mask = np.ones(len(labels), dtype=bool)
+    mask[val] = False
+    return np.flatnonzero(mask), val
 
 
 @dataclass
 class DataSource:
-    """Raw sequences of one data set, read once; prepared variants are cached per process."""
+    """Sequences of one data set, read once; prepared variants are cached per process.
+
+    ``train`` and ``test`` hold token ids (``kind == "tokens"``, out-of-vocabulary id
+    ``oov_id``) or standardised feature vectors (``kind == "numeric"``, ``features`` wide).
+    """
 
     name: str
     description: dict[str, Any]
@@ -134,58 +203,86 @@ class DataSource:
     num_classes: int
     base_fingerprint: str
     validation_fraction: float = VALIDATION_FRACTION
+    kind: str = "tokens"
+    oov_id: int = IMDB_OOV_CHAR
+    features: int | None = None
+    bucketing: bool = False
+    classes: list[Any] | None = None
+    #: Text data: the vocabulary fitted on the training part, index = token id.
+    vocabulary: list[str] | None = None
     _cache: dict[tuple, PreparedData] = field(default_factory=dict, repr=False)
     _split: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     def split(self) -> tuple[np.ndarray, np.ndarray]:
         """Train and validation indices into ``train``: stratified, fixed seed, computed once."""
         if self._split is None:
-            rng = np.random.default_rng(SPLIT_SEED)
-            labels = self.train.labels
-            n_val = max(1, int(round(len(labels) * self.validation_fraction)))
-            val = np.sort(stratified_indices(labels, n_val, rng))
-            mask = np.ones(len(labels), dtype=bool)
-            mask[val] = False
-            self._split = (np.flatnonzero(mask), val)
+            self._split = validation_split(self.train.labels, self.validation_fraction)
         return self._split
 
-    def prepare(self, config: dict[str, Any]) -> PreparedData:
-        vocab = int(config["vocab_size"])
+    def _params(self, config: dict[str, Any]) -> tuple[int | None, int, str]:
+        vocab = int(config["vocab_size"]) if self.kind == "tokens" else None
         maxlen = int(config["maxlen"])
-        padding = str(config["padding"])
+        if self.kind == "numeric":
+            # No steps beyond the longest sequence: maxlen is a cap, not a length to pad to.
+            longest = max(int(self.train.lengths.max(initial=1)), int(self.test.lengths.max(initial=1)))
+            maxlen = min(maxlen, longest)
+        padding = str(config.get("padding") or "pre")
+        return vocab, maxlen, padding
+
+    def spec(self, config: dict[str, Any]) -> InputSpec:
+        vocab, maxlen, _ = self._params(config)
+        return InputSpec(
+            self.kind,
+            maxlen,
+            self.num_classes,
+            vocab_size=vocab,
+            features=self.features,
+            variable_length=self.bucketing,
+        )
+
+    def _encode(self, seqs: TokenSequences, vocab: int | None) -> TokenSequences:
+        return seqs if vocab is None else encode_vocab(seqs, vocab, self.oov_id)
+
+    def prepare(self, config: dict[str, Any]) -> PreparedData:
+        vocab, maxlen, padding = self._params(config)
         key = (vocab, maxlen, padding)
         if key not in self._cache:
             train_idx, val_idx = self.split()
-            x = encode_vocab(self.train, vocab)
+            x = self._encode(self.train, vocab)
             fp = hashlib.sha256(
                 json.dumps([self.base_fingerprint, vocab, maxlen, padding]).encode()
             ).hexdigest()[:16]
             x_all = pad(x, maxlen, padding)
+            lengths = np.minimum(x.lengths, maxlen)
             y = self.train.labels
             self._cache[key] = PreparedData(
                 x_train=x_all[train_idx],
                 y_train=y[train_idx],
                 x_val=x_all[val_idx],
                 y_val=y[val_idx],
-                spec=InputSpec("tokens", maxlen, self.num_classes, vocab_size=vocab),
+                spec=self.spec(config),
                 fingerprint=fp,
+                len_train=lengths[train_idx],
+                len_val=lengths[val_idx],
+                padding=padding,
             )
         return self._cache[key]
 
-    def prepare_full(self, config: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, InputSpec]:
+    def prepare_full(
+        self, config: dict[str, Any]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, InputSpec]:
         """All training data and the test split, for retraining a chosen configuration."""
-        vocab = int(config["vocab_size"])
-        maxlen = int(config["maxlen"])
-        padding = str(config["padding"])
-        x_train = pad(encode_vocab(self.train, vocab), maxlen, padding)
-        x_test = pad(encode_vocab(self.test, vocab), maxlen, padding)
-        spec = InputSpec("tokens", maxlen, self.num_classes, vocab_size=vocab)
-        return x_train, self.train.labels, x_test, self.test.labels, spec
+        vocab, maxlen, padding = self._params(config)
+        x_train = pad(self._encode(self.train, vocab), maxlen, padding)
+        x_test = pad(self._encode(self.test, vocab), maxlen, padding)
+        return x_train, self.train.labels, x_test, self.test.labels, self.spec(config)
 
 
-def encode_vocab(seqs: TokenSequences, vocab_size: int) -> TokenSequences:
+def encode_vocab(
+    seqs: TokenSequences, vocab_size: int, oov_id: int = IMDB_OOV_CHAR
+) -> TokenSequences:
     """Map word ids >= vocab_size to the out-of-vocabulary id, as Keras' ``num_words`` does."""
-    tokens = np.where(seqs.tokens < vocab_size, seqs.tokens, IMDB_OOV_CHAR).astype(np.int32)
+    tokens = np.where(seqs.tokens < vocab_size, seqs.tokens, oov_id).astype(np.int32)
     return TokenSequences(tokens, seqs.offsets, seqs.labels)
 
 
@@ -251,51 +348,360 @@ def _imdb_via_keras() -> Path:
 
 _SOURCES: dict[tuple, DataSource] = {}
 
+SUPPORTED = (
+    "expected 'imdb', a data file (.npz, .csv, .csv.gz, .jsonl) or a folder holding "
+    "train/<label>/*.txt"
+)
 
-def load_source(data: str, *, limit: int | None = None) -> DataSource:
-    """Read ``imdb`` or a file in imdb.npz layout, once per process and (data, limit)."""
-    key = (data, limit)
+
+def normalise_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """The data options with defaults filled in (None means the default)."""
+    out = dict(DATA_OPTION_DEFAULTS)
+    for key, value in (options or {}).items():
+        if key not in out:
+            raise ValueError(f"unknown data option {key!r}")
+        if value is not None:
+            out[key] = bool(value) if key == "bucketing" else str(value)
+    return out
+
+
+def data_options(req: Any, stored: Any | None) -> dict[str, Any]:
+    """The data options of a run: the request's for a new study, the stored ones otherwise.
+
+    An existing study keeps its options; asking for a different one is refused with one line.
+    Studies from before options were stored ran with fixed-length padding and keep it.
+    """
+    requested = {k: getattr(req, k, None) for k in DATA_OPTION_DEFAULTS}
+    if stored is None:
+        return normalise_options(requested)
+    desc = getattr(stored, "data", None) or {}
+    if "options" in desc:
+        saved = normalise_options(desc["options"])
+    else:
+        saved = {**DATA_OPTION_DEFAULTS, "bucketing": False}
+    for key, value in requested.items():
+        if value is not None and value != saved[key]:
+            flag = OPTION_FLAGS[key]
+            if key == "bucketing":
+                raise UsageError(
+                    f"{'--bucketing' if value else '--no-bucketing'}: study "
+                    f"{getattr(req, 'study', '?')!r} was started with bucketing "
+                    f"{'on' if saved[key] else 'off'} (omit the option, or use a new --study name)"
+                )
+            raise UsageError(
+                f"{flag} {value}: study {getattr(req, 'study', '?')!r} was started with {flag} "
+                f"{saved[key]} (omit {flag}, or use a new --study name)"
+            )
+    return saved
+
+
+def source_from_description(description: dict[str, Any]) -> DataSource:
+    """The data source a study searched, from its stored description (for retrain, export)."""
+    return load_source(
+        str(description["source"]),
+        limit=description.get("limit"),
+        options=description.get("options") or {**DATA_OPTION_DEFAULTS, "bucketing": False},
+    )
+
+
+def _resolve_path(data: str) -> Path:
+    if data == "imdb":
+        return _imdb_via_keras()
+    path = Path(data)
+    if not path.exists():
+        raise DataError(f"{data}: no such file or folder; {SUPPORTED}")
+    if path.is_dir():
+        return path
+    name = path.name.lower()
+    if not name.endswith((".npz", *readers.TEXT_SUFFIXES)):
+        raise DataError(f"{data}: unsupported data file; {SUPPORTED}")
+    if path.stat().st_size == 0:
+        raise DataError(f"{data}: empty file")
+    return path
+
+
+def _detect_format(path: Path) -> str:
+    if path.is_dir():
+        return "text-folder"
+    name = path.name.lower()
+    if name.endswith(".npz"):
+        return "imdb-npz" if readers.numeric_npz_kind(path) == "imdb" else "numeric-npz"
+    if name.endswith((".csv", ".csv.gz")):
+        return "long-csv" if readers.is_long_csv(path) else "text-csv"
+    return "text-jsonl"
+
+
+def _check_limit(limit: int | None) -> None:
+    if limit is not None and limit < 10:
+        raise DataError(f"--limit {limit}: expected at least 10 training examples")
+
+
+def _limit_indices(labels: np.ndarray, limit: int | None) -> np.ndarray | None:
+    if limit is None or limit >= len(labels):
+        return None
+    return stratified_indices(labels, limit, np.random.default_rng(0))
+
+
+def _check_classes(path: Path, labels: np.ndarray, label_col: str | None = None) -> None:
+    classes = np.unique(labels)
+    if len(classes) < 2:
+        what = f"label column {label_col!r}" if label_col else "training labels"
+        raise DataError(
+            f"{path}: {what} holds a single class in the training part; expected at least two"
+        )
+
+
+def load_source(
+    data: str, *, limit: int | None = None, options: dict[str, Any] | None = None
+) -> DataSource:
+    """Read ``data`` once per process and (data, limit, options); prepared arrays come from
+    the disk cache when another process already made them."""
+    opts = normalise_options(options)
+    key = (data, limit, tuple(sorted(opts.items())))
     if key in _SOURCES:
         return _SOURCES[key]
-    if data == "imdb":
-        path = _imdb_via_keras()
+    _check_limit(limit)
+    path = _resolve_path(data)
+    input_fp = readers.folder_fingerprint(path) if path.is_dir() else file_sha256(path)
+    cache_key = hashlib.sha256(
+        json.dumps(
+            [
+                CACHE_VERSION,
+                input_fp,
+                limit,
+                opts["text_col"],
+                opts["label_col"],
+                opts["split_col"],
+                VALIDATION_FRACTION,
+                SPLIT_SEED,
+                TEST_FRACTION,
+                TEST_SEED,
+            ]
+        ).encode()
+    ).hexdigest()[:32]
+    hit = cache.load(cache_key)
+    if hit is None:
+        arrays, meta = _build(_detect_format(path), path, input_fp, limit, opts)
+        cache.save(cache_key, arrays, meta)
+        meta = {**meta, "cache": "written"}
     else:
-        path = Path(data)
-        if not path.exists():
-            raise DataError(f"{data}: no such file; expected 'imdb' or a path to a data file")
-        if path.suffix != ".npz":
-            raise DataError(
-                f"{data}: unsupported data file; expected 'imdb' or a .npz in Keras' imdb.npz layout"
-            )
-    train, test = read_imdb_npz(path)
-    if limit is not None:
-        if limit < 10:
-            raise DataError(f"--limit {limit}: expected at least 10 training examples")
-        if limit < len(train):
-            train = train.take(stratified_indices(train.labels, limit, np.random.default_rng(0)))
-    classes = np.unique(train.labels)
-    if len(classes) < 2:
-        raise DataError(f"{data}: training labels hold a single class {classes.tolist()}")
-    fingerprint = hashlib.sha256(
-        json.dumps([file_sha256(path), limit, VALIDATION_FRACTION, SPLIT_SEED]).encode()
-    ).hexdigest()[:16]
-    source = DataSource(
-        name="imdb" if data == "imdb" else path.name,
-        description={
-            "source": data,
-            "path": str(path.resolve()),
-            "format": "imdb-npz",
-            "limit": limit,
-            "validation_fraction": VALIDATION_FRACTION,
-            "split_seed": SPLIT_SEED,
-            "fingerprint": fingerprint,
-            "train_examples": len(train),
-            "test_examples": len(test),
-        },
-        train=train,
-        test=test,
-        num_classes=int(len(classes)),
-        base_fingerprint=fingerprint,
-    )
+        arrays, meta = hit
+        meta = {**meta, "cache": "hit"}
+    source = _make_source(data, path, limit, opts, arrays, meta, cache_key)
     _SOURCES[key] = source
     return source
+
+
+def _make_source(
+    data: str,
+    path: Path,
+    limit: int | None,
+    opts: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+    meta: dict[str, Any],
+    cache_key: str,
+) -> DataSource:
+    def seqs(split: str) -> TokenSequences:
+        return TokenSequences(
+            arrays[f"{split}_tokens"], arrays[f"{split}_offsets"], arrays[f"{split}_labels"]
+        )
+
+    train, test = seqs("train"), seqs("test")
+    vocabulary = None
+    if "vocabulary" in arrays:
+        vocabulary = bytes(arrays["vocabulary"]).decode("utf-8").split("\n")
+    description = {
+        "source": data,
+        "path": str(path.resolve()),
+        "format": meta["format"],
+        "kind": meta["kind"],
+        "limit": limit,
+        "validation_fraction": VALIDATION_FRACTION,
+        "split_seed": SPLIT_SEED,
+        "fingerprint": meta["fingerprint"],
+        "train_examples": len(train),
+        "test_examples": len(test),
+        "test_split": meta["test_split"],
+        "num_classes": meta["num_classes"],
+        "classes": meta["classes"],
+        "options": opts,
+        "cache_key": cache_key,
+    }
+    if meta["test_split"] == "held-out":
+        description.update(test_fraction=TEST_FRACTION, test_seed=TEST_SEED)
+    for extra in ("split_col_used", "features", "feature_names", "vocabulary_size"):
+        if meta.get(extra) is not None:
+            description[extra] = meta[extra]
+    return DataSource(
+        name="imdb" if data == "imdb" else path.name,
+        description=description,
+        train=train,
+        test=test,
+        num_classes=int(meta["num_classes"]),
+        base_fingerprint=meta["fingerprint"],
+        kind=meta["kind"],
+        oov_id=int(meta.get("oov_id", IMDB_OOV_CHAR)),
+        features=meta.get("features"),
+        bucketing=bool(opts["bucketing"]),
+        classes=list(meta["classes"]),
+        vocabulary=vocabulary,
+    )
+
+
+def _arrays(train: TokenSequences, test: TokenSequences) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for split, s in (("train", train), ("test", test)):
+        out[f"{split}_tokens"] = s.tokens
+        out[f"{split}_offsets"] = s.offsets
+        out[f"{split}_labels"] = s.labels
+    return out
+
+
+def _build(
+    fmt: str, path: Path, input_fp: str, limit: int | None, opts: dict[str, Any]
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read and prepare data of format ``fmt``: the arrays and metadata the cache holds."""
+    if fmt == "imdb-npz":
+        train, test = read_imdb_npz(path)
+        idx = _limit_indices(train.labels, limit)
+        if idx is not None:
+            train = train.take(idx)
+        _check_classes(path, train.labels)
+        classes = [int(c) for c in np.unique(train.labels)]
+        fingerprint = hashlib.sha256(
+            json.dumps([input_fp, limit, VALIDATION_FRACTION, SPLIT_SEED]).encode()
+        ).hexdigest()[:16]
+        meta = {
+            "format": fmt,
+            "kind": "tokens",
+            "oov_id": IMDB_OOV_CHAR,
+            "num_classes": len(classes),
+            "classes": classes,
+            "test_split": "file",
+            "fingerprint": fingerprint,
+        }
+        return _arrays(train, test), meta
+
+    fingerprint = hashlib.sha256(
+        json.dumps(
+            [input_fp, fmt, limit, opts["text_col"], opts["label_col"], opts["split_col"]]
+        ).encode()
+    ).hexdigest()[:16]
+    meta: dict[str, Any] = {"format": fmt, "fingerprint": fingerprint}
+    label_col: str | None = opts["label_col"]
+    if fmt in ("text-csv", "text-jsonl"):
+        parts, meta["split_col_used"] = readers.read_text_table(
+            path, opts["text_col"], opts["label_col"], opts["split_col"]
+        )
+    elif fmt == "text-folder":
+        parts, label_col = readers.read_text_folder(path), None
+    elif fmt == "numeric-npz":
+        parts, label_col = readers.read_numeric_npz(path), None
+    elif fmt == "long-csv":
+        parts, meta["feature_names"] = readers.read_long_csv(
+            path, opts["label_col"], opts["split_col"]
+        )
+        meta["split_col_used"] = opts["split_col"]
+    else:  # pragma: no cover - _detect_format returns one of the above
+        raise AssertionError(fmt)
+
+    encoded, classes = readers.encode_labels({s: p[1] for s, p in parts.items()}, path, label_col)
+    items = {s: p[0] for s, p in parts.items()}
+    if "test" in items:
+        train_items, y_train = items["train"], encoded["train"]
+        test_items, y_test = items["test"], encoded["test"]
+        meta["test_split"] = "file"
+    else:
+        everything, y_all = items.get("all") or items["train"], encoded.get("all")
+        if y_all is None:
+            y_all = encoded["train"]
+        _check_classes(path, y_all, label_col)
+        n_test = max(1, int(round(len(y_all) * TEST_FRACTION)))
+        test_idx = np.sort(stratified_indices(y_all, n_test, np.random.default_rng(TEST_SEED)))
+        keep = np.ones(len(y_all), dtype=bool)
+        keep[test_idx] = False
+        train_items = [everything[i] for i in np.flatnonzero(keep)]
+        test_items = [everything[i] for i in test_idx]
+        y_train, y_test = y_all[keep], y_all[test_idx]
+        meta["test_split"] = "held-out"
+    idx = _limit_indices(y_train, limit)
+    if idx is not None:
+        train_items = [train_items[i] for i in idx]
+        y_train = y_train[idx]
+    _check_classes(path, y_train, label_col)
+    fit_idx, _val_idx = validation_split(y_train)
+    meta["classes"] = classes
+    meta["num_classes"] = len(classes)
+
+    if fmt.startswith("text"):
+        vectorizer = _fit_vocabulary([train_items[i] for i in fit_idx], path)
+        train = _tokenise(vectorizer, train_items, y_train)
+        test = _tokenise(vectorizer, test_items, y_test)
+        vocab = [str(w) for w in vectorizer.get_vocabulary()]
+        arrays = _arrays(train, test)
+        arrays["vocabulary"] = np.frombuffer("\n".join(vocab).encode("utf-8"), dtype=np.uint8)
+        meta.update(kind="tokens", oov_id=TEXT_OOV_ID, vocabulary_size=len(vocab))
+        return arrays, meta
+
+    train = TokenSequences.from_lists(train_items, y_train, dtype=np.float64)
+    test = TokenSequences.from_lists(test_items, y_test, dtype=np.float64)
+    width = train.tokens.shape[1] if train.tokens.ndim == 2 else 0
+    if width == 0:
+        raise DataError(f"{path}: sequences have no feature columns (F = 0)")
+    for split, s in (("train", train), ("test", test)):
+        if not np.isfinite(s.tokens).all():
+            raise DataError(f"{path}: {split} features hold NaN or infinite values")
+    fit_part = train.take(fit_idx).tokens
+    if len(fit_part) == 0:
+        raise DataError(f"{path}: the training sequences have no time steps")
+    mean = fit_part.mean(axis=0)
+    std = fit_part.std(axis=0)
+    std[std < 1e-12] = 1.0
+    train = TokenSequences(_standardise(train.tokens, mean, std), train.offsets, train.labels)
+    test = TokenSequences(_standardise(test.tokens, mean, std), test.offsets, test.labels)
+    meta.update(
+        kind="numeric",
+        features=int(width),
+        standardisation={"mean": mean.tolist(), "std": std.tolist()},
+    )
+    return _arrays(train, test), meta
+
+
+def _standardise(values: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    out = ((values - mean) / std).astype(np.float32)
+    zero = ~out.any(axis=1)
+    out[zero, 0] = ZERO_STEP_NUDGE
+    return out
+
+
+def _fit_vocabulary(texts: list[str], path: Path) -> Any:
+    """Keras' TextVectorization fitted on the training part only (no validation, no test)."""
+    from search import tfenv
+
+    tfenv.quiet_import()
+    import keras
+    import tensorflow as tf
+
+    vectorizer = keras.layers.TextVectorization(output_mode="int", ragged=True)
+    vectorizer.adapt(
+        tf.data.Dataset.from_tensor_slices(tf.constant(texts, dtype=tf.string)).batch(1024)
+    )
+    if vectorizer.vocabulary_size() <= 2:
+        raise DataError(f"{path}: the training texts hold no words")
+    return vectorizer
+
+
+def _tokenise(vectorizer: Any, texts: list[str], labels: np.ndarray) -> TokenSequences:
+    import tensorflow as tf
+
+    flat: list[np.ndarray] = []
+    lengths: list[np.ndarray] = []
+    for i in range(0, len(texts), 2048):
+        ragged = vectorizer(tf.constant(texts[i : i + 2048], dtype=tf.string))
+        flat.append(ragged.flat_values.numpy().astype(np.int32))
+        lengths.append(ragged.row_lengths().numpy().astype(np.int64))
+    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+    if lengths:
+        np.cumsum(np.concatenate(lengths), out=offsets[1:])
+    tokens = np.concatenate(flat) if flat else np.zeros(0, dtype=np.int32)
+    return TokenSequences(tokens, offsets, np.asarray(labels, dtype=np.int64))
