@@ -139,7 +139,32 @@ def run(
     add: Annotated[int | None, typer.Option(help="Add this many trials to the target.")] = None,
     data: Annotated[
         str | None,
-        typer.Option(help="'imdb' (Keras' loader) or a file in Keras' imdb.npz layout."),
+        typer.Option(
+            help="'imdb' (Keras' loader), a .npz (Keras' imdb layout, or numeric x_train/y_train"
+            "[/x_test/y_test]), a text .csv/.csv.gz/.jsonl, a long-format numeric .csv "
+            "(sequence_id, step, features, label), or a folder train/<label>/*.txt."
+        ),
+    ] = None,
+    text_col: Annotated[
+        str | None, typer.Option("--text-col", help="Text column of a CSV/JSONL file (text).")
+    ] = None,
+    label_col: Annotated[
+        str | None, typer.Option("--label-col", help="Label column of a CSV/JSONL file (label).")
+    ] = None,
+    split_col: Annotated[
+        str | None,
+        typer.Option(
+            "--split-col",
+            help="Column holding train/test (default: 'split' if present; else a test split "
+            "is held out with a recorded seed).",
+        ),
+    ] = None,
+    bucketing: Annotated[
+        bool | None,
+        typer.Option(
+            "--bucketing/--no-bucketing",
+            help="Batch sequences by length, padded to each batch's longest (default on).",
+        ),
     ] = None,
     limit: Annotated[
         int | None, typer.Option(help="Train on a stratified slice of N training examples.")
@@ -194,6 +219,7 @@ def run(
             add=add, data=data, limit=limit, max_epochs=max_epochs, seed=seed,
             allow_space_change=allow_space_change, storage=storage,
             time_budget=time_budget, keep_checkpoints=keep_checkpoints, workers=workers,
+            text_col=text_col, label_col=label_col, split_col=split_col, bucketing=bucketing,
             hyperband_factor=factor, hyperband_iterations=hyperband_iterations,
         ),
         quiet=quiet, fmt=fmt, debug=debug, resume_only=False,

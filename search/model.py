@@ -133,8 +133,12 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
 
 def build_model(config: dict[str, Any], spec: InputSpec) -> keras.Model:
     """The compiled model for one configuration (every dimension of the space resolved)."""
+    # Variable length (bucketing): each batch is padded to its longest sequence only, so any
+    # length up to maxlen comes in. Pre-padding stays unmasked as with fixed length (a sorted
+    # batch keeps few pads; a mask would double the CPU time per step); post-padding is masked.
+    steps = None if getattr(spec, "variable_length", False) else spec.maxlen
     if spec.kind == "tokens":
-        inputs = keras.Input(shape=(spec.maxlen,), dtype="int32", name="tokens")
+        inputs = keras.Input(shape=(steps,), dtype="int32", name="tokens")
         # Post-padding puts zeros after the text: mask them so the last state is the text's.
         x = keras.layers.Embedding(
             int(spec.vocab_size),
@@ -143,7 +147,9 @@ def build_model(config: dict[str, Any], spec: InputSpec) -> keras.Model:
             name="embedding",
         )(inputs)
     else:
-        inputs = keras.Input(shape=(spec.maxlen, spec.features), dtype="float32", name="features")
+        # Numeric input skips the embedding; all-zero steps are padding (search.data makes sure
+        # no real standardised step is all zeros).
+        inputs = keras.Input(shape=(steps, int(spec.features)), dtype="float32", name="features")
         x = keras.layers.Masking(mask_value=0.0, name="masking")(inputs)
     layers = int(config["layers"])
     head = config["head"]

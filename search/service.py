@@ -79,6 +79,11 @@ class RunRequest:
     workers: int | None = None
     #: A worker joining a running study: it neither changes the target nor recounts slots.
     join_only: bool = False
+    #: Data options (issue 7): columns of a text/long CSV or JSONL file, and bucketing by length.
+    text_col: str | None = None
+    label_col: str | None = None
+    split_col: str | None = None
+    bucketing: bool | None = None
 
 
 @dataclass
@@ -254,14 +259,16 @@ def run_search(req: RunRequest, observer: Observer | None = None) -> RunSummary:
     # Validate the space before the database is touched: a bad file never creates a study.
     requested_space = _load_space(req.space)
 
-    from search.data import load_source
+    from search.data import data_options, load_source
 
     db = StudyDatabase(req.storage)
     try:
         plan = plan_run(db, req, requested_space)
         if plan.engine != "optuna":
             raise UsageError(f"--engine {plan.engine}: not available yet; use --engine optuna")
-        source = load_source(plan.data, limit=plan.limit)
+        source = load_source(
+            plan.data, limit=plan.limit, options=data_options(req, plan.config)
+        )
         started = time.perf_counter()
         from search.worker import run_optuna
 

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import keras
 
 from search.data import PreparedData
+from search.datasets.batching import fit_inputs
 from search.errors import TrialFailed
 
 METRIC_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -80,13 +81,10 @@ def fit(
         return result
     try:
         model.fit(
-            data.x_train,
-            data.y_train,
-            validation_data=(data.x_val, data.y_val),
-            batch_size=int(config["batch_size"]),
+            # bucketing (search.datasets.batching): batches by length, else padded arrays
+            **fit_inputs(data, int(config["batch_size"])),
             epochs=epochs,
             initial_epoch=initial_epoch,
-            shuffle=True,
             verbose=verbose,
             callbacks=[_ReportingCallback(reporter, result)],
         )
