@@ -84,6 +84,9 @@ class RunRequest:
     label_col: str | None = None
     split_col: str | None = None
     bucketing: bool | None = None
+    #: Hyperband: reduction factor and iterations (None: the study's stored value or default).
+    hyperband_factor: int | None = None
+    hyperband_iterations: int | None = None
 
 
 @dataclass
@@ -264,15 +267,18 @@ def run_search(req: RunRequest, observer: Observer | None = None) -> RunSummary:
     db = StudyDatabase(req.storage)
     try:
         plan = plan_run(db, req, requested_space)
-        if plan.engine != "optuna":
-            raise UsageError(f"--engine {plan.engine}: not available yet; use --engine optuna")
         source = load_source(
             plan.data, limit=plan.limit, options=data_options(req, plan.config)
         )
         started = time.perf_counter()
-        from search.worker import run_optuna
+        if plan.engine == "hyperband":
+            from search.engines.hyperband_engine import run_hyperband
 
-        ran = run_optuna(db, req, plan, source, observer)
+            ran = run_hyperband(db, req, plan, source, observer)
+        else:
+            from search.worker import run_optuna
+
+            ran = run_optuna(db, req, plan, source, observer)
         seconds = time.perf_counter() - started
         trials = db.trials(req.study)
         counts: dict[str, int] = {}
@@ -282,7 +288,11 @@ def run_search(req: RunRequest, observer: Observer | None = None) -> RunSummary:
         return RunSummary(
             study=req.study,
             storage=db.display_url,
-            target=plan.target,
+            target=(
+                (db.study_config(req.study).target_trials or 0)
+                if plan.engine == "hyperband"
+                else plan.target
+            ),
             finished=sum(counts.get(s, 0) for s in FINISHED_STATES),
             ran=ran,
             seconds=seconds,

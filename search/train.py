@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -73,6 +74,7 @@ def fit(
     *,
     initial_epoch: int = 0,
     verbose: int = 0,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> FitResult:
     """Train for ``config['epochs']`` epochs in all, starting after ``initial_epoch`` done ones."""
     result = FitResult(epochs_run=initial_epoch)
@@ -86,7 +88,7 @@ def fit(
             epochs=epochs,
             initial_epoch=initial_epoch,
             verbose=verbose,
-            callbacks=[_ReportingCallback(reporter, result)],
+            callbacks=[*callbacks, _ReportingCallback(reporter, result)],
         )
     except TrialFailed:
         raise
