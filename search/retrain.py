@@ -6,12 +6,13 @@ its test loss and accuracy are recorded against the trial, where ``best --with-t
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from search.errors import UsageError
+from search.errors import SearchError, UsageError
 from storage import StudyDatabase, TrialRecord
 
 
@@ -107,15 +108,29 @@ def retrain(
     keras.utils.set_random_seed(((stored.seed or 0) + rec.number) % (2**32 - 1))
     started = time.perf_counter()
     model = build_model(cfg, spec)
-    model.fit(
+    history = model.fit(
         x_train,
         y_train,
         batch_size=int(cfg["batch_size"]),
         epochs=int(epochs),
         shuffle=True,
         verbose=verbose,
+        callbacks=[keras.callbacks.TerminateOnNaN()],
     )
+    losses = [float(v) for v in history.history.get("loss", [])]
+    bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+    if bad is not None:
+        raise SearchError(
+            f"retraining trial {rec.number} diverged at epoch {bad + 1} (training loss not "
+            f"finite) on {len(y_train)} examples; nothing was recorded or saved (try another "
+            "--trial or fewer --epochs)"
+        )
     loss, accuracy = model.evaluate(x_test, y_test, batch_size=512, verbose=0)
+    if not (math.isfinite(loss) and math.isfinite(accuracy)):
+        raise SearchError(
+            f"retraining trial {rec.number}: the test loss is not finite ({loss}); "
+            "nothing was recorded or saved"
+        )
     seconds = time.perf_counter() - started
     model.save(path)
     db.record_test_metrics(rec.trial_id, float(loss), float(accuracy))
