@@ -240,6 +240,9 @@ def run_optuna(db: StudyDatabase, req: Any, plan: Any, source: Any, observer: An
         study.set_user_attr("rnnsearch_space", plan.space.name)
         study.set_user_attr("rnnsearch_seed", plan.seed)
         study.set_user_attr("rnnsearch_data", source.description["source"])
+        # The space's known-good configurations run first and seed TPE's model.
+        for point in plan.space.start_points():
+            study.enqueue_trial(point, user_attrs={"rnnsearch_start_point": True})
     checkpoints = CheckpointStore(Path(ckpt_root))
     versions = library_versions()
     owner = _owner()

@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Union
 
 from spaces.errors import SpaceError
@@ -286,6 +286,8 @@ class Space:
     name: str
     dimensions: tuple[Dimension, ...]
     description: str = ""
+    #: Configurations to try first (Optuna engine): known-good points that seed the sampler.
+    start: tuple[Mapping[str, Value], ...] = ()
     _by_name: dict[str, Dimension] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -349,11 +351,30 @@ class Space:
         return config
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "description": self.description,
             "dimensions": {d.name: dimension_to_dict(d) for d in self.dimensions},
         }
+        if self.start:
+            out["start"] = [dict(p) for p in self.start]
+        return out
+
+    def start_points(self) -> list[dict[str, Value]]:
+        """The ``start`` configurations as sampled values: active searched dimensions only."""
+        points = []
+        for point in self.start:
+            resolved: dict[str, Any] = {}
+            sampled: dict[str, Value] = {}
+            for dim in self.dimensions:
+                if not self.is_active(dim, resolved):
+                    continue
+                if isinstance(dim, Fixed):
+                    resolved[dim.name] = dim.value
+                    continue
+                resolved[dim.name] = sampled[dim.name] = point[dim.name]
+            points.append(sampled)
+        return points
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=False)
@@ -369,11 +390,11 @@ class Space:
         """Validate a TOML/JSON document; every error names ``source`` and the dimension."""
         if not isinstance(raw, Mapping):
             raise SpaceError(f"{source}: expected a table, got {type(raw).__name__}")
-        unknown = set(raw) - {"name", "description", "dimensions"}
+        unknown = set(raw) - {"name", "description", "dimensions", "start"}
         if unknown:
             raise SpaceError(
                 f"{source}: unknown top-level keys {sorted(unknown)}; "
-                "expected name, description, [dimensions]"
+                "expected name, description, [dimensions], [[start]]"
             )
         name = raw.get("name", source)
         if not isinstance(name, str) or not name:
@@ -389,13 +410,61 @@ class Space:
             except SpaceError as exc:
                 raise SpaceError(f"{source}: {exc}") from None
         try:
-            return cls(name=name, dimensions=tuple(dims), description=str(description))
+            space = cls(name=name, dimensions=tuple(dims), description=str(description))
         except SpaceError as exc:
             raise SpaceError(f"{source}: {str(exc).split(': ', 1)[1]}") from None
+        start_raw = raw.get("start", [])
+        if not isinstance(start_raw, list):
+            raise SpaceError(f"{source}: start: expected [[start]] tables, got {start_raw!r}")
+        start = tuple(
+            _parse_start_point(space, point, f"{source}: start[{i}]")
+            for i, point in enumerate(start_raw)
+        )
+        return replace(space, start=start) if start else space
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "stored space") -> Space:
         return cls.from_dict(json.loads(text), source=source)
+
+
+def _contains(dim: Dimension, value: Value) -> bool:
+    if isinstance(dim, Fixed):
+        return value == dim.value
+    if isinstance(dim, Choice):
+        return value in dim.values
+    if not dim.low <= value <= dim.high:
+        return False
+    if dim.step is None or (isinstance(dim, IntRange) and dim.step == 1):
+        return True
+    steps = (value - dim.low) / dim.step
+    return abs(steps - round(steps)) < 1e-9
+
+
+def _parse_start_point(space: Space, point: Any, where: str) -> dict[str, Value]:
+    """A start configuration: a value for every active searched dimension, inside its range."""
+    if not isinstance(point, Mapping):
+        raise SpaceError(f"{where}: expected a table of dimension values, got {point!r}")
+    unknown = sorted(set(point) - set(space.names))
+    if unknown:
+        raise SpaceError(f"{where}: {unknown[0]} is not a dimension of this space")
+    checked: dict[str, Value] = {}
+    resolved: dict[str, Any] = {}
+    for dim in space.dimensions:
+        if not space.is_active(dim, resolved):
+            continue
+        if dim.name not in point:
+            if isinstance(dim, Fixed):
+                resolved[dim.name] = dim.value
+                continue
+            raise SpaceError(f"{where}: expected a value for {dim.name}")
+        value = _check_value(dim.name, point[dim.name], f"{where}.{dim.name}")
+        if not _contains(dim, value):
+            raise SpaceError(
+                f"{where}.{dim.name}: {_describe(value)} lies outside the dimension "
+                f"{json.dumps(dimension_to_dict(dim))}"
+            )
+        resolved[dim.name] = checked[dim.name] = value
+    return checked
 
 
 def space_from_pairs(name: str, pairs: Sequence[tuple[str, Any]], description: str = "") -> Space:

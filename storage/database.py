@@ -769,23 +769,42 @@ class StudyDatabase:
         ]
         if predicate is not None:
             cols.append(TrialInfoRow.config)
+        scope = (
+            _o_trials.c.study_id == sid,
+            cast(_o_trials.c.state, String) == "COMPLETE",
+            _o_values.c.objective == 0,
+            _o_values.c.value.is_not(None),
+        )
         with self.session("cannot read") as s:
             direction = s.execute(
                 select(_o_directions.c.direction).where(
                     _o_directions.c.study_id == sid, _o_directions.c.objective == 0
                 )
             ).scalar()
-            rows = s.execute(
+            maximize = str(direction or "MAXIMIZE").upper() == "MAXIMIZE"
+            query = (
                 select(*cols)
                 .join(_o_values, _o_values.c.trial_id == _o_trials.c.trial_id)
                 .outerjoin(TrialInfoRow, TrialInfoRow.trial_id == _o_trials.c.trial_id)
-                .where(
-                    _o_trials.c.study_id == sid,
-                    cast(_o_trials.c.state, String) == "COMPLETE",
-                    _o_values.c.objective == 0,
-                )
-            ).all()
-        sign = -1.0 if str(direction or "MAXIMIZE").upper() == "MAXIMIZE" else 1.0
+                .where(*scope)
+            )
+            if predicate is None:
+                # Only trials at least as good as the top-th value can rank (ties included):
+                # the database finds that value, Python orders the few candidates exactly.
+                cutoff = s.execute(
+                    select(_o_values.c.value)
+                    .join(_o_trials, _o_trials.c.trial_id == _o_values.c.trial_id)
+                    .where(*scope)
+                    .order_by(_o_values.c.value.desc() if maximize else _o_values.c.value.asc())
+                    .offset(top - 1)
+                    .limit(1)
+                ).scalar()
+                if cutoff is not None:
+                    query = query.where(
+                        _o_values.c.value >= cutoff if maximize else _o_values.c.value <= cutoff
+                    )
+            rows = s.execute(query).all()
+        sign = -1.0 if maximize else 1.0
 
         def duration(r: Any) -> float:
             if r.wall_seconds is not None:

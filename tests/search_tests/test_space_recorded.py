@@ -57,3 +57,21 @@ def test_changed_space_is_refused_and_resume_uses_the_stored_one(tmp_path: Path,
     assert allowed.exit_code == 0, allowed.output
     trials = json.loads(invoke("trials", "rec", "--storage", url, "--format", "json").stdout)
     assert [t["config"]["cell"] for t in trials] == ["simple", "simple", "gru"]
+
+
+def test_start_points_run_first(tmp_path: Path, imdb_npz):
+    space = tmp_path / "space.toml"
+    space.write_text(
+        SPACE.replace('cell = "CELL"', 'cell = { choice = ["simple", "gru"] }')
+        + '[[start]]\ncell = "gru"\nunits = 5\n'
+    )
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    result = invoke(
+        "run", "--study", "st", "--space", str(space), "--trials", "2", "--max-epochs", "1",
+        "--data", str(imdb_npz), "--limit", "200", "--seed", "3", "--storage", url,
+        "--quiet", "--format", "json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    trials = json.loads(invoke("trials", "st", "--storage", url, "--format", "json").stdout)
+    assert len(trials) == 2
+    assert trials[0]["params"] == {"cell": "gru", "units": 5}

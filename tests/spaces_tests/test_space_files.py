@@ -107,6 +107,22 @@ BAD_FILES = [
     ("[dimensions]\nunits = { low = 4, high = 8, step = 0 }\n", "units", "positive integer"),
     ('[dimensions]\nactivation = "sigmoid"\n', "activation", "expected one of tanh, relu"),
     ("[dimensions]\nunits = 8.5\n", "units", "expected an integer, got 8.5"),
+    (
+        "[dimensions]\nunits = { low = 4, high = 8 }\n[[start]]\nunits = 16\n",
+        "units",
+        "start[0].units: 16 lies outside the dimension",
+    ),
+    (
+        '[dimensions]\nunits = { low = 4, high = 8 }\n[[start]]\ncell = "gru"\n',
+        "cell",
+        "start[0]: cell is not a dimension of this space",
+    ),
+    (
+        '[dimensions]\ncell = { choice = ["gru", "lstm"] }\nunits = { low = 4, high = 8 }\n'
+        '[[start]]\ncell = "gru"\n',
+        "units",
+        "start[0]: expected a value for units",
+    ),
 ]
 
 
@@ -135,6 +151,33 @@ def test_run_refuses_a_bad_space_before_touching_the_database(
     assert result.exit_code == 2
     assert expected in result.output and len(result.output.strip().splitlines()) == 1
     assert not db.exists()
+
+
+def test_start_points_are_the_active_searched_values():
+    from spaces.loader import parse_space_text
+
+    space = parse_space_text(
+        '[dimensions]\ncell = { choice = ["gru", "lstm"] }\nbidirectional = { choice = [false, true] }\n'
+        'merge_mode = { choice = ["sum", "concat"], when = { bidirectional = [true] } }\n'
+        "maxlen = 100\n"
+        '[[start]]\ncell = "gru"\nbidirectional = false\n'
+        '[[start]]\ncell = "lstm"\nbidirectional = true\nmerge_mode = "sum"\n',
+        "s.toml",
+    )
+    assert space.start_points() == [
+        {"cell": "gru", "bidirectional": False},
+        {"cell": "lstm", "bidirectional": True, "merge_mode": "sum"},
+    ]
+    # Start points do not change what the space is (its fingerprint).
+    assert (
+        space.fingerprint
+        == parse_space_text(
+            '[dimensions]\ncell = { choice = ["gru", "lstm"] }\nbidirectional = { choice = [false, true] }\n'
+            'merge_mode = { choice = ["sum", "concat"], when = { bidirectional = [true] } }\n'
+            "maxlen = 100\n",
+            "t.toml",
+        ).fingerprint
+    )
 
 
 def test_missing_space_file_and_unknown_builtin(tmp_path: Path):

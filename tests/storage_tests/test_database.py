@@ -92,6 +92,9 @@ def test_best_orders_by_value_then_epochs_then_time(storage_url):
     _add_trial(db, study, sid, value=0.99, epochs=1, seconds=1, state="failed")
     assert [t.number for t in db.best("s", top=10)] == [d, c, b, a]
     assert [t.number for t in db.best("s", top=2)] == [d, c]
+    # The top-th value is a tie: every tied trial is a candidate, ordered by epochs and time.
+    assert [t.number for t in db.best("s", top=1)] == [d]
+    assert [t.number for t in db.best("s", top=4)] == [d, c, b, a]
     only = db.best("s", top=10, predicate=lambda cfg: cfg["cell"] == "gru")
     assert only == []
     db.dispose()
