@@ -1,13 +1,17 @@
 """Per-epoch time and validation accuracy on IMDB: fixed-length padding vs bucketing by length.
 
-    python bench/bucketing.py           # 10,000-review slice, 3 epochs, maxlen 200 and 500
-    python bench/bucketing.py --quick   # 600 reviews, 1 epoch, maxlen 200
+    python bench/bucketing.py           # 10,000-review slice, 3 epochs, 2 seeds, maxlen 200, 500
+    python bench/bucketing.py --quick   # 600 reviews, 1 epoch, 1 seed, maxlen 200
 
 "fixed": every batch padded (pre) to maxlen, `model.fit` on arrays, as rnnsearch did before.
 "bucketing": rows grouped by length, each batch cut to its longest row (search.datasets.batching),
 the model takes any length. Both run rnnsearch's own data preparation, model builder and training
-loop (GRU-32, Embedding 32, vocabulary 10,000, Adam 1e-3, batch 64, seed 0) on the same
-training and validation reviews, each mode in its own process, one after the other.
+loop (GRU-32, Embedding 32, vocabulary 10,000, Adam 1e-3, batch 64, seeds 0, 1, ...) on the same
+training and validation reviews, each run in its own process, the modes alternating.
+
+Figures are means over the seeds: wall seconds per epoch (epochs 2+, without graph tracing),
+CPU seconds per epoch (this process only: less sensitive to other load on the machine),
+validation accuracy of the last and of the best epoch, and time steps computed per review.
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ CHILD = r"""
 import json, os, sys, tempfile, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("RNNSEARCH_CACHE", tempfile.mkdtemp())
-mode, cfg, npz, limit = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+mode, cfg, npz = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+limit, seed = int(sys.argv[4]), int(sys.argv[5])
 from search import tfenv
 tfenv.quiet_import()
 import keras, numpy as np
@@ -53,12 +58,15 @@ from search.model import build_model
 from search.train import fit
 src = load_source(npz, limit=limit, options={"bucketing": mode == "bucketing"})
 data = src.prepare(cfg)
-keras.utils.set_random_seed(0)
+keras.utils.set_random_seed(seed)
 model = build_model(cfg, data.spec)
 rows = []
 class Reporter:
+    cpu = time.process_time()
     def epoch_done(self, model, epoch, metrics, seconds):
-        rows.append({"seconds": seconds, **metrics})
+        now = time.process_time()
+        rows.append({"seconds": seconds, "cpu_seconds": now - self.cpu, **metrics})
+        self.cpu = now
         return False
 fit(model, data, cfg, Reporter())
 if mode == "bucketing":
@@ -73,9 +81,9 @@ print(json.dumps({"epochs": rows, "steps_per_review": steps,
 """
 
 
-def measure(mode: str, cfg: dict, limit: int) -> dict:
+def measure(mode: str, cfg: dict, limit: int, seed: int) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, mode, json.dumps(cfg), str(IMDB_NPZ), str(limit)],
+        [sys.executable, "-c", CHILD, mode, json.dumps(cfg), str(IMDB_NPZ), str(limit), str(seed)],
         capture_output=True,
         text=True,
         check=False,
@@ -85,43 +93,51 @@ def measure(mode: str, cfg: dict, limit: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def summarise(maxlen: int, mode: str, runs: list[dict]) -> list:
+    def steady(key: str) -> float:
+        # the first epoch holds graph tracing; later epochs show the steady state
+        return statistics.mean(e[key] for r in runs for e in (r["epochs"][1:] or r["epochs"]))
+
+    return [
+        maxlen,
+        mode,
+        round(steady("seconds"), 2),
+        round(steady("cpu_seconds"), 2),
+        round(statistics.mean(r["epochs"][0]["seconds"] for r in runs), 2),
+        round(statistics.mean(r["epochs"][-1]["val_accuracy"] for r in runs), 4),
+        round(statistics.mean(max(e["val_accuracy"] for e in r["epochs"]) for r in runs), 4),
+        round(runs[0]["steps_per_review"], 1),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--limit", type=int, help="training reviews (default 10000; quick 600)")
     parser.add_argument("--epochs", type=int, help="epochs (default 3; quick 1)")
+    parser.add_argument("--seeds", type=int, help="weight seeds per mode (default 2; quick 1)")
+    parser.add_argument("--maxlen", type=int, action="append", help="maxlen (repeatable)")
     args = parser.parse_args()
-    limit, epochs, maxlens = (600, 1, [200]) if args.quick else (10000, 3, [200, 500])
-    limit = args.limit or limit
-    epochs = args.epochs or epochs
-    results, rows = {}, []
+    limit, epochs, seeds, maxlens = (600, 1, 1, [200]) if args.quick else (10000, 3, 2, [200, 500])
+    limit, epochs, seeds = args.limit or limit, args.epochs or epochs, args.seeds or seeds
+    maxlens = args.maxlen or maxlens
+    results: dict[str, dict[str, list[dict]]] = {}
+    rows: list[list] = []
     for maxlen in maxlens:
         cfg = {**CONFIG, "maxlen": maxlen, "epochs": epochs}
-        per = {mode: measure(mode, cfg, limit) for mode in ("fixed", "bucketing")}
+        per: dict[str, list[dict]] = {"fixed": [], "bucketing": []}
+        for seed in range(seeds):
+            for mode, runs in per.items():  # alternating: load changes hit both modes alike
+                runs.append(measure(mode, cfg, limit, seed))
         results[str(maxlen)] = per
-        seconds = {}
-        for mode, res in per.items():
-            eps = res["epochs"]
-            # the first epoch holds graph tracing; later epochs show the steady state
-            steady = [e["seconds"] for e in eps[1:]] or [eps[0]["seconds"]]
-            seconds[mode] = statistics.mean(steady)
-            rows.append(
-                [
-                    maxlen,
-                    mode,
-                    round(seconds[mode], 2),
-                    round(eps[0]["seconds"], 2),
-                    round(eps[-1]["val_accuracy"], 4),
-                    round(max(e["val_accuracy"] for e in eps), 4),
-                    round(res["steps_per_review"], 1),
-                ]
-            )
-        rows[-1].append(round(seconds["fixed"] / seconds["bucketing"], 2))
-        rows[-2].append(1.0)
+        fixed = summarise(maxlen, "fixed", per["fixed"])
+        bucketed = summarise(maxlen, "bucketing", per["bucketing"])
+        rows += [[*fixed, 1.0], [*bucketed, round(fixed[2] / bucketed[2], 2)]]
     headers = [
         "maxlen",
         "mode",
         "s/epoch",
+        "cpu_s/epoch",
         "first_epoch_s",
         "val_acc_last",
         "val_acc_best",
@@ -132,7 +148,13 @@ def main() -> None:
     path = write_result(
         "bucketing-quick" if args.quick else "bucketing",
         {
-            "settings": {"limit": limit, "epochs": epochs, "maxlens": maxlens, "config": CONFIG},
+            "settings": {
+                "limit": limit,
+                "epochs": epochs,
+                "seeds": seeds,
+                "maxlens": maxlens,
+                "config": CONFIG,
+            },
             "results": results,
             "headers": headers,
             "table": rows,

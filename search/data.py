@@ -210,6 +210,8 @@ class DataSource:
     classes: list[Any] | None = None
     #: Text data: the vocabulary fitted on the training part, index = token id.
     vocabulary: list[str] | None = None
+    #: "hit" when the prepared arrays came from the disk cache, "written" when made here.
+    cache_status: str = ""
     _cache: dict[tuple, PreparedData] = field(default_factory=dict, repr=False)
     _split: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
@@ -224,7 +226,9 @@ class DataSource:
         maxlen = int(config["maxlen"])
         if self.kind == "numeric":
             # No steps beyond the longest sequence: maxlen is a cap, not a length to pad to.
-            longest = max(int(self.train.lengths.max(initial=1)), int(self.test.lengths.max(initial=1)))
+            longest = max(
+                int(self.train.lengths.max(initial=1)), int(self.test.lengths.max(initial=1))
+            )
             maxlen = min(maxlen, longest)
         padding = str(config.get("padding") or "pre")
         return vocab, maxlen, padding
@@ -545,6 +549,7 @@ def _make_source(
         bucketing=bool(opts["bucketing"]),
         classes=list(meta["classes"]),
         vocabulary=vocabulary,
+        cache_status=meta.get("cache", ""),
     )
 
 

@@ -1,0 +1,184 @@
+"""End to end through the CLI: a numeric multi-class search that must beat chance clearly, and
+a text search on a slice of the shared IMDB CSV whose stored data options are reused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_data_formats import imdb_slice
+from typer.testing import CliRunner
+
+import search.data as data
+from search.cli import app
+from storage import StudyDatabase
+
+SPACE = """
+name = "tiny-numeric"
+description = "small recurrent models for generated sequences"
+
+[dimensions]
+cell = { choice = ["gru", "lstm"] }
+units = { low = 12, high = 24 }
+learning_rate = { low = 5e-3, high = 2e-2, log = true }
+bidirectional = false
+dropout = 0.0
+maxlen = 40
+batch_size = 32
+"""
+
+TEXT_SPACE = """
+name = "tiny-text"
+description = "tiny text models"
+
+[dimensions]
+cell = { choice = ["gru", "simple"] }
+units = { low = 4, high = 8 }
+learning_rate = 5e-3
+vocab_size = 2000
+maxlen = 150
+embedding_dim = 8
+batch_size = 32
+"""
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RNNSEARCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(data, "_SOURCES", {})
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def make_numeric(path: Path, n: int = 900, seed: int = 0) -> Path:
+    """3 classes, variable lengths 5..30, 3 features: the class is the feature whose mean over
+    the sequence is largest (a rule a small RNN learns in a few epochs)."""
+    rng = np.random.default_rng(seed)
+    xs = np.empty(n, dtype=object)
+    ys = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        label = i % 3
+        steps = int(rng.integers(5, 31))
+        x = rng.normal(0.0, 1.0, size=(steps, 3))
+        x[:, label] += 0.8
+        xs[i], ys[i] = x * 10 + 100, label  # raw scale far from standard: standardisation matters
+    cut = int(n * 0.8)
+    np.savez(path, x_train=xs[:cut], y_train=ys[:cut], x_test=xs[cut:], y_test=ys[cut:])
+    return path
+
+
+@pytest.mark.slow
+def test_numeric_multiclass_search_beats_chance(tmp_path: Path):
+    space = tmp_path / "space.toml"
+    space.write_text(SPACE)
+    npz = make_numeric(tmp_path / "seq.npz")
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    result = invoke(
+        "run",
+        "--study",
+        "numeric",
+        "--space",
+        str(space),
+        "--trials",
+        "3",
+        "--data",
+        str(npz),
+        "--max-epochs",
+        "4",
+        "--seed",
+        "3",
+        "--storage",
+        url,
+        "--quiet",
+        "--format",
+        "json",
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["finished"] == 3
+    best = summary["best"]
+    # chance is 1/3 on three balanced classes
+    assert best["value"] > 0.7, best
+    db = StudyDatabase(url, create=False)
+    stored = db.study_config("numeric").data
+    assert stored["format"] == "numeric-npz" and stored["kind"] == "numeric"
+    assert stored["num_classes"] == 3 and stored["features"] == 3
+    assert stored["options"]["bucketing"] is True
+    db.dispose()
+
+
+@pytest.fixture()
+def imdb_csv(tmp_path: Path) -> Path:
+    return imdb_slice(tmp_path / "imdb_slice.csv.gz", per_class=100, test_per_class=10)
+
+
+def test_text_csv_search_and_resume_with_stored_options(tmp_path: Path, imdb_csv: Path):
+    space = tmp_path / "space.toml"
+    space.write_text(TEXT_SPACE)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    result = invoke(
+        "run",
+        "--study",
+        "text",
+        "--space",
+        str(space),
+        "--trials",
+        "1",
+        "--data",
+        str(imdb_csv),
+        "--text-col",
+        "text",
+        "--label-col",
+        "label",
+        "--split-col",
+        "split",
+        "--no-bucketing",
+        "--max-epochs",
+        "1",
+        "--seed",
+        "1",
+        "--storage",
+        url,
+        "--quiet",
+        "--format",
+        "json",
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["finished"] == 1
+    db = StudyDatabase(url, create=False)
+    stored = db.study_config("text").data
+    db.dispose()
+    assert stored["format"] == "text-csv" and stored["train_examples"] == 200
+    assert stored["options"] == {
+        "text_col": "text",
+        "label_col": "label",
+        "split_col": "split",
+        "bucketing": False,
+    }
+    # A different column on the existing study is refused; no option means the stored ones.
+    refused = invoke(
+        "run",
+        "--study",
+        "text",
+        "--text-col",
+        "review",
+        "--trials",
+        "1",
+        "--storage",
+        url,
+        "--quiet",
+    )
+    assert refused.exit_code == 2
+    assert "--text-col review: study 'text' was started with --text-col text" in refused.stderr
+    data._SOURCES.clear()  # as a new process: the prepared arrays come from the disk cache
+    again = invoke(
+        "run", "--study", "text", "--trials", "1", "--storage", url, "--quiet", "--format", "json"
+    )
+    assert again.exit_code == 0, again.output
+    summary = json.loads(again.stdout)
+    assert summary["finished"] == 2 and summary["ran"] == 1
+    assert data.load_source(str(imdb_csv), options=stored["options"]).cache_status == "hit"

@@ -1,0 +1,206 @@
+"""Bad data: one line on stderr naming the file and the problem, exit code 2 (a table test)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import search.data as data
+from search.cli import app
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RNNSEARCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(data, "_SOURCES", {})
+
+
+def csv_file(text: str, name: str = "d.csv") -> Callable[[Path], Path]:
+    def make(tmp: Path) -> Path:
+        path = tmp / name
+        if name.endswith(".gz"):
+            with gzip.open(path, "wt", encoding="utf-8") as fh:
+                fh.write(text)
+        else:
+            path.write_text(text, encoding="utf-8")
+        return path
+
+    return make
+
+
+def npz_file(**arrays: object) -> Callable[[Path], Path]:
+    def make(tmp: Path) -> Path:
+        path = tmp / "d.npz"
+        np.savez(path, **arrays)
+        return path
+
+    return make
+
+
+def objects(*arrays: np.ndarray) -> np.ndarray:
+    out = np.empty(len(arrays), dtype=object)
+    for i, a in enumerate(arrays):
+        out[i] = a
+    return out
+
+
+def folder(tmp: Path) -> Path:
+    (tmp / "texts" / "test" / "pos").mkdir(parents=True)
+    return tmp / "texts"
+
+
+GOOD_ROWS = "".join(f"{'nice' if i % 2 else 'bad'} film,{i % 2}\n" for i in range(20))
+X3 = np.random.default_rng(0).normal(size=(20, 4, 2))
+Y3 = np.arange(20) % 2
+
+CASES = [
+    (
+        "missing text column",
+        csv_file("review,label\n" + GOOD_ROWS),
+        [],
+        "no column 'text' (columns: review, label); pass --text-col",
+    ),
+    (
+        "missing label column",
+        csv_file("text,stars\n" + GOOD_ROWS),
+        [],
+        "no column 'label' (columns: text, stars); pass --label-col",
+    ),
+    (
+        "missing split column",
+        csv_file("text,label\n" + GOOD_ROWS),
+        ["--split-col", "part"],
+        "no column 'part'",
+    ),
+    (
+        "single class",
+        csv_file("text,label\n" + "".join(f"film {i},1\n" for i in range(20))),
+        [],
+        "holds a single class",
+    ),
+    ("empty file", csv_file(""), [], "empty file"),
+    ("empty gz file", csv_file("", "d.csv.gz"), [], "empty file: no header row and no data"),
+    ("header only", csv_file("text,label\n"), [], "empty file: no data rows"),
+    (
+        "non-integer labels in a CSV",
+        csv_file("text,label\n" + "a b,0.5\nc d,1\n" * 10),
+        [],
+        "non-integer labels (e.g. '0.5')",
+    ),
+    (
+        "bad split value",
+        csv_file("text,label,split\n" + "a b,0,dev\nc d,1,train\n" * 10),
+        [],
+        "split column 'split' holds 'dev'",
+    ),
+    (
+        "JSON lines without the text key",
+        csv_file(
+            "\n".join(json.dumps({"body": "x", "label": i % 2}) for i in range(20)), "d.jsonl"
+        ),
+        [],
+        "no key 'text'",
+    ),
+    (
+        "a line that is not JSON",
+        csv_file('{"text": "a", "label": 0}\n{oops\n', "d.jsonl"),
+        [],
+        "line 2: not JSON",
+    ),
+    (
+        "non-numeric features",
+        npz_file(x_train=np.full((20, 3, 2), "a"), y_train=Y3),
+        [],
+        "x_train holds non-numeric features",
+    ),
+    (
+        "non-numeric features in a long CSV",
+        csv_file(
+            "sequence_id,step,f,label\n"
+            + "".join(f"s{i},0,{'x' if i == 7 else i},{i % 2}\n" for i in range(20))
+        ),
+        [],
+        "feature 'f' holds 'x', not a number",
+    ),
+    (
+        "ragged arrays that are not (T, F) object arrays",
+        npz_file(x_train=objects(*[np.ones(3 + i % 2) for i in range(20)]), y_train=Y3),
+        [],
+        "x_train[0] has shape (3,)",
+    ),
+    (
+        "feature counts differ",
+        npz_file(x_train=objects(np.ones((3, 2)), np.ones((4, 3))), y_train=np.array([0, 1])),
+        [],
+        "x_train[1] has 3 features, x_train[0] 2",
+    ),
+    (
+        "2-D numbers instead of (N, T, F)",
+        npz_file(x_train=np.ones((20, 5)), y_train=Y3),
+        [],
+        "x_train has shape (20, 5); expected (N, T, F)",
+    ),
+    (
+        "non-integer labels in an npz",
+        npz_file(x_train=X3, y_train=Y3 + 0.5),
+        [],
+        "y_train holds non-integer labels (e.g. 0.5)",
+    ),
+    (
+        "string labels in an npz",
+        npz_file(x_train=X3, y_train=Y3.astype(str)),
+        [],
+        "y_train holds non-integer labels",
+    ),
+    (
+        "NaN features",
+        npz_file(x_train=np.where(X3 > 2, np.nan, X3), y_train=Y3),
+        [],
+        "NaN or infinite",
+    ),
+    (
+        "x_test without y_test",
+        npz_file(x_train=X3, y_train=Y3, x_test=X3),
+        [],
+        "x_test and y_test come together",
+    ),
+    ("a folder without train/", folder, [], "there is no train/ folder"),
+    ("unsupported file type", csv_file("x", "d.parquet"), [], "unsupported data file"),
+    ("no such file", lambda tmp: tmp / "missing.csv", [], "no such file or folder"),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "extra", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_bad_data_exits_2_with_one_line_naming_file_and_problem(tmp_path, make, extra, message):
+    path = make(tmp_path)
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--study",
+            "bad",
+            "--data",
+            str(path),
+            "--trials",
+            "1",
+            "--quiet",
+            "--storage",
+            f"sqlite:///{tmp_path / 'bad.db'}",
+            *extra,
+        ],
+    )
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("rnnsearch: error: ")
+    assert str(path) in lines[0] or path.name in lines[0]
+    assert message in lines[0], lines[0]
+    assert "Traceback" not in result.output
