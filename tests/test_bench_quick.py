@@ -55,3 +55,13 @@ def test_workers_quick():
     res = _run("workers.py")
     assert [r["workers"] for r in res["rows"]] == [1, 2]
     assert all(r["trials"] == 4 for r in res["rows"])
+
+
+def test_bucketing_quick():
+    res = _run("bucketing.py")
+    rows = {row[1]: row for row in res["table"]}
+    assert set(rows) == {"fixed", "bucketing"}
+    for row in rows.values():
+        assert row[2] > 0 and row[3] > 0 and 0 <= row[5] <= 1 and 0 <= row[6] <= 1
+    # bucketing computes fewer steps per review than padding every review to maxlen
+    assert rows["bucketing"][7] < rows["fixed"][7] == 200
