@@ -63,6 +63,18 @@ def _data_location(data: dict[str, Any]) -> str:
     return source
 
 
+def _stop_on_nan(keras: Any) -> Any:
+    """Like keras.callbacks.TerminateOnNaN, without its print to stdout (JSON output)."""
+
+    class StopOnNaN(keras.callbacks.Callback):
+        def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                self.model.stop_training = True
+
+    return StopOnNaN()
+
+
 def retrain(
     db: StudyDatabase,
     study: str,
@@ -115,7 +127,7 @@ def retrain(
         epochs=int(epochs),
         shuffle=True,
         verbose=verbose,
-        callbacks=[keras.callbacks.TerminateOnNaN()],
+        callbacks=[_stop_on_nan(keras)],
     )
     losses = [float(v) for v in history.history.get("loss", [])]
     bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)

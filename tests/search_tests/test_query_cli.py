@@ -393,6 +393,35 @@ def test_retrain_saves_a_model_that_loads_and_predicts(study, tmp_path: Path):
     assert "test_accuracy" in table and f"{res['test_accuracy']:.4f}"[:5] in table
 
 
+def test_retrain_that_diverges_records_and_saves_nothing(study, tmp_path: Path, monkeypatch):
+    import keras
+
+    import search.model
+
+    real_build = search.model.build_model
+
+    def nan_loss_model(config, spec):
+        model = real_build(config, spec)
+        model.compile(optimizer="sgd", loss=lambda y, p: keras.ops.mean(p) * float("nan"))
+        return model
+
+    monkeypatch.setattr(search.model, "build_model", nan_loss_model)
+    url = study["url"]
+    before = ok_json("trials", STUDY, "--format", "json", "--storage", url)
+    path = tmp_path / "diverged.keras"
+    result = invoke("retrain", STUDY, "--trial", "1", "--epochs", "1", "--limit", "200",
+                    "--save", str(path), "--format", "json", "--storage", url)  # fmt: skip
+    assert result.exit_code == 1, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert "retraining trial 1 diverged at epoch 1" in line and "nothing was recorded" in line
+    assert result.stdout == ""
+    assert not path.exists()
+    after = ok_json("trials", STUDY, "--format", "json", "--storage", url)
+    assert [(t["test_loss"], t["test_accuracy"]) for t in after] == [
+        (t["test_loss"], t["test_accuracy"]) for t in before
+    ]
+
+
 def test_retrain_refuses_bad_arguments(study, tmp_path: Path):
     url = study["url"]
     for args, expected in (
