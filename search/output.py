@@ -72,7 +72,10 @@ def _csv(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return buf.getvalue().rstrip("\n")
 
 
-NUMERIC_COLUMNS = {"rank", "trial", "value", "epochs", "duration_s", "best", "trials", "target"}
+NUMERIC_COLUMNS = set(
+    "rank trial value epochs duration_s best trials target limit "
+    "complete pruned failed running interrupted".split()
+)
 
 
 def trial_dict(t: TrialRecord, rank: int | None = None) -> dict[str, Any]:
@@ -115,13 +118,14 @@ def render_studies(studies: Sequence[StudyRecord], fmt: str) -> str:
     if fmt == "json":
         return to_json([_clean(s.to_dict()) for s in studies])
     states = ("complete", "pruned", "failed", "running", "interrupted")
-    headers = ["study", "engine", "space", "data", "trials", "target", *states, "best"]
+    headers = ["study", "engine", "space", "data", "limit", "trials", "target", *states, "best"]
     rows = [
         [
             s.name,
             s.engine,
             s.space,
             s.data,
+            s.limit,
             sum(s.counts.values()),
             s.target_trials,
             *[s.counts.get(k, 0) for k in states],

@@ -502,6 +502,8 @@ class StudyDatabase:
                     best_value=best,
                     target_trials=cfg.target_trials if cfg else None,
                     created_at=cfg.created_at if cfg else None,
+                    limit=(cfg.data or {}).get("limit") if cfg else None,
+                    seed=cfg.seed if cfg else None,
                 )
             )
         return out

@@ -76,6 +76,9 @@ class StudyRecord:
     best_value: float | None
     target_trials: int | None
     created_at: datetime | None
+    #: The training slice (--limit) and seed the study was started with.
+    limit: int | None = None
+    seed: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

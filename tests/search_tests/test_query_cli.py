@@ -163,7 +163,7 @@ def test_malformed_filter_exits_2_with_one_line(study, command: str, where: str,
 def test_studies_shows_engine_space_data_counts_and_best(study):
     [row] = ok_json("studies", "--format", "json", "--storage", study["url"])
     assert row["name"] == STUDY and row["engine"] == "optuna" and row["space"] == "tiny-cells"
-    assert row["data"].endswith("imdb.npz")
+    assert row["data"].endswith("imdb.npz") and row["limit"] == 500 and row["seed"] == 3
     counts: dict[str, int] = {}
     for t in study["trials"]:
         counts[t["state"]] = counts.get(t["state"], 0) + 1
@@ -171,7 +171,11 @@ def test_studies_shows_engine_space_data_counts_and_best(study):
     best = max(t["value"] for t in study["trials"] if t["state"] == "complete")
     assert row["best_value"] == pytest.approx(best)
     table = invoke("studies", "--storage", study["url"]).stdout
-    assert "tiny-cells" in table and "complete" in table
+    assert "tiny-cells" in table and "complete" in table and "limit" in table
+    rows = list(csv.DictReader(io.StringIO(invoke("studies", "-f", "csv", "--storage",
+                                                   study["url"]).stdout)))  # fmt: skip
+    assert rows[0]["study"] == STUDY and rows[0]["limit"] == "500"
+    assert int(rows[0]["complete"]) == counts.get("complete", 0)
 
 
 # -- report -----------------------------------------------------------------------------
