@@ -141,7 +141,12 @@ def compare(
 
 def missing_param_counts(trials: Sequence[TrialRecord], num_classes: int = 2) -> dict[int, int]:
     """Parameter counts of scored trials that have none recorded, by building their models."""
-    todo = [t for t in trials if t.state in SCORED_STATES and t.param_count is None and t.config]
+    needed = {"cell", "units", "maxlen", "vocab_size", "embedding_dim", "layers", "head"}
+    todo = [
+        t
+        for t in trials
+        if t.state in SCORED_STATES and t.param_count is None and needed <= set(t.config)
+    ]
     if not todo:
         return {}
     from search import tfenv
