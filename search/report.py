@@ -400,13 +400,21 @@ def render_html(
         f"<tr><th>{e(str(k))}</th><td>{e(_fmt(v))}</td></tr>" for k, v in header.items()
     )
     comp_head = "".join(f"<th>{e(c)}</th>" for c in COMPARISON_COLUMNS)
+
+    def cell(column: str, v: Any) -> str:
+        text = f"{v:.2f}" if column == "mean_epoch_s" and v is not None else _fmt(v)
+        return f"<td>{e(text)}</td>"
+
     comp_rows = "".join(
-        '<tr class="group">' + "".join(f"<td>{e(_fmt(c))}</td>" for c in g.cells()) + "</tr>"
+        '<tr class="group">'
+        + "".join(cell(c, v) for c, v in zip(COMPARISON_COLUMNS, g.cells(), strict=True))
+        + "</tr>"
         for g in report.groups
     )
     top_rows = "".join(
         f"<tr><td>{t.number}</td><td>{e(_fmt(t.value))}</td><td>{t.epochs}</td>"
-        f"<td>{e(_fmt(t.param_count))}</td><td>{e(_params(t))}</td></tr>"
+        f"<td>{e(_fmt(t.param_count))}</td><td>{e(_fmt(t.test_accuracy))}</td>"
+        f"<td style='text-align:left'>{e(_params(t))}</td></tr>"
         for t in top
     )
     imp_rows = (
@@ -431,8 +439,9 @@ def render_html(
     if "learning_curves" in figs:
         sections.append(_img(figs["learning_curves"], "learning curves"))
     sections.append(
-        "<table><thead><tr><th>trial</th><th>value</th><th>epochs</th><th>params</th>"
-        f"<th>configuration</th></tr></thead><tbody>{top_rows}</tbody></table>"
+        "<table id='top'><thead><tr><th>trial</th><th>value</th><th>epochs</th><th>params</th>"
+        "<th>test_accuracy (retrained)</th><th>searched parameters</th></tr></thead>"
+        f"<tbody>{top_rows}</tbody></table>"
     )
     sections.append("<h2>Optimisation history</h2>")
     if "history" in figs:
@@ -459,7 +468,9 @@ def render_html(
 
 
 def _params(t: TrialRecord) -> str:
-    return " ".join(f"{k}={v}" for k, v in t.params.items())
+    from search.output import params_text
+
+    return params_text(t.params)
 
 
 def build_report(db: StudyDatabase, study: str, out_dir: Path, *, top: int = 5) -> Report:
