@@ -139,32 +139,38 @@ def compare(
     return rows
 
 
-def missing_param_counts(trials: Sequence[TrialRecord], num_classes: int = 2) -> dict[int, int]:
-    """Parameter counts of scored trials that have none recorded, by building their models."""
+def missing_param_counts(
+    trials: Sequence[TrialRecord], data: dict[str, Any] | None = None
+) -> dict[int, int]:
+    """Parameter counts of scored trials that have none recorded, by building their models.
+
+    The input shape comes from the study's data (read through the data cache); a count that
+    cannot be computed stays blank.
+    """
     needed = {"cell", "units", "maxlen", "vocab_size", "embedding_dim", "layers", "head"}
     todo = [
         t
         for t in trials
         if t.state in SCORED_STATES and t.param_count is None and needed <= set(t.config)
     ]
-    if not todo:
+    if not todo or not data:
         return {}
     from search import tfenv
 
     tfenv.quiet_import()
     import keras
 
-    from search.data import InputSpec
+    from search.data import source_from_description
     from search.model import build_model
 
+    try:
+        source = source_from_description(data)
+    except Exception:  # noqa: BLE001 - the data moved or changed: no counts, still a report
+        return {}
     out: dict[int, int] = {}
     for t in todo:
-        cfg = t.config
         try:
-            spec = InputSpec(
-                "tokens", int(cfg["maxlen"]), num_classes, vocab_size=int(cfg["vocab_size"])
-            )
-            out[t.trial_id] = int(build_model(dict(cfg), spec).count_params())
+            out[t.trial_id] = int(build_model(dict(t.config), source.spec(t.config)).count_params())
         except Exception:  # noqa: BLE001 - a count we cannot compute is shown as blank
             continue
         finally:
@@ -482,7 +488,7 @@ def build_report(db: StudyDatabase, study: str, out_dir: Path, *, top: int = 5) 
     epochs = db.epochs_by_trial(sid)
     config = db.study_config(study)
     notes: list[str] = []
-    groups = compare(trials, epochs, missing_param_counts(trials))
+    groups = compare(trials, epochs, missing_param_counts(trials, config.data if config else None))
     if not groups:
         notes.append("no complete or pruned trial yet: nothing to compare")
     best = db.best(study, top=top)

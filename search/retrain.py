@@ -105,7 +105,9 @@ def retrain(
 
     from search.data import load_source
 
-    source = load_source(_data_location(stored.data), limit=limit)
+    source = load_source(
+        _data_location(stored.data), limit=limit, options=stored.data.get("options") or None
+    )
 
     from search import tfenv
 

@@ -324,11 +324,13 @@ def test_report_on_a_study_too_small_for_importances(tmp_path: Path):
 def test_missing_parameter_counts_are_computed_from_the_configuration(study):
     """Trials recorded without a parameter count get one by building their model."""
     from search.report import missing_param_counts
-    from storage import TrialRecord
+    from storage import StudyDatabase, TrialRecord
 
+    data = StudyDatabase(study["url"], create=False).study_config(STUDY).data
     t = next(t for t in study["trials"] if t["state"] == "complete")
     rec = TrialRecord(**{**t, "param_count": None, "started_at": None, "finished_at": None})
-    assert missing_param_counts([rec]) == {t["trial_id"]: t["param_count"]}
+    assert missing_param_counts([rec], data) == {t["trial_id"]: t["param_count"]}
+    assert missing_param_counts([rec], None) == {}
 
 
 def test_report_on_missing_study_exits_2(study, tmp_path: Path):
