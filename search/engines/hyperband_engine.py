@@ -21,6 +21,7 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from search import faults, tfenv
@@ -33,7 +34,7 @@ import optuna  # noqa: E402
 
 from search.checkpoints import default_root  # noqa: E402
 from search.engines import kt_space, optuna_engine  # noqa: E402
-from search.errors import UsageError  # noqa: E402
+from search.errors import SearchError, UsageError  # noqa: E402
 from storage import StudyConfig, StudyDatabase  # noqa: E402
 
 ENGINE = "hyperband"
@@ -42,12 +43,31 @@ DEFAULT_ITERATIONS = 1
 KT_TRIAL_ATTR = "kt_trial_id"
 
 
+def _write_atomic(path: str, text: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _readable_json(path: Path) -> str | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+        json.loads(text)
+    except (OSError, ValueError):
+        return None
+    return text
+
+
 @contextlib.contextmanager
 def atomic_kt_state() -> Iterator[None]:
     """Make Keras Tuner write its JSON state atomically (temp file, fsync, rename).
 
     Keras Tuner truncates and rewrites oracle.json and trial.json in place: a kill at that moment
-    leaves a file its resume cannot read.
+    leaves a file its resume cannot read. The previous good version of each file is kept as
+    ``NAME.json.bak`` for :func:`repair_kt_state`.
     """
     from keras_tuner.src import utils as kt_utils
 
@@ -56,12 +76,10 @@ def atomic_kt_state() -> Iterator[None]:
     def save_json(path: Any, obj: Any) -> str:
         text = json.dumps(obj)
         path = os.fspath(path)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        previous = _readable_json(Path(path)) if os.path.exists(path) else None
+        if previous is not None:
+            _write_atomic(f"{path}.bak", previous)
+        _write_atomic(path, text)
         return text
 
     kt_utils.save_json = save_json
@@ -69,6 +87,31 @@ def atomic_kt_state() -> Iterator[None]:
         yield
     finally:
         kt_utils.save_json = original
+
+
+def repair_kt_state(kt_dir: Path) -> list[Path]:
+    """Roll torn Keras Tuner JSON files back to their last good version; return those repaired.
+
+    A torn file (written by Keras Tuner without rnnsearch's atomic writes, or cut by a full disk)
+    would stop Keras Tuner's resume. Finished trials are safe either way: the study database holds
+    them, and a trial Keras Tuner no longer knows as finished is simply run again.
+    """
+    repaired = []
+    for stray in kt_dir.rglob("*.tmp-*"):
+        stray.unlink(missing_ok=True)
+    for path in sorted(kt_dir.rglob("*.json")):
+        if _readable_json(path) is not None:
+            continue
+        backup = _readable_json(path.with_name(path.name + ".bak"))
+        if backup is None:
+            raise SearchError(
+                f"{path}: Keras Tuner's state file is torn and has no readable backup; move "
+                f"{kt_dir} aside to start the Hyperband schedule again (the study's finished "
+                "trials stay in the database)"
+            )
+        _write_atomic(os.fspath(path), backup)
+        repaired.append(path)
+    return repaired
 
 
 def schedule_trials(max_epochs: int, factor: int, iterations: int) -> int:
@@ -447,6 +490,9 @@ def run_hyperband(db: StudyDatabase, req: Any, plan: Any, source: Any, observer:
     )
     kt_path = os.fspath(kt_dir)
     os.makedirs(os.path.dirname(kt_path), exist_ok=True)
+    if os.path.isdir(kt_path):
+        for path in repair_kt_state(Path(kt_path)):
+            print(f"rnnsearch: {path} was torn; restored its last good version", file=sys.stderr)
     # Keras Tuner prints ("Reloading Tuner from ...") to stdout, which is ours (--format json).
     with atomic_kt_state(), warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
         # Optuna's heartbeat thread runs only inside Study.optimize: here recover_dead_trials
@@ -479,8 +525,6 @@ def run_hyperband(db: StudyDatabase, req: Any, plan: Any, source: Any, observer:
             )
             raise
         except kt.errors.FatalError as exc:
-            from search.errors import SearchError
-
             raise SearchError(
                 f"Keras Tuner stopped the search: {str(exc).splitlines()[0]}"
             ) from exc

@@ -186,27 +186,69 @@ def test_finished_schedule_resumes_to_nothing_more(hb_study):
     assert summary["ran"] == 0 and summary["finished"] == before
 
 
-def test_sigkilled_hyperband_resumes_with_keras_tuner_state_intact(tmp_path, imdb_npz):
-    """A Hyperband run killed (SIGKILL) mid-trial resumes: the cut trial is recorded as interrupted,
-    Keras Tuner runs it again, and its state files stay readable (written atomically)."""
+def _hb_env(tmp_path: Path) -> tuple[dict, list[str]]:
     import os
-    import subprocess
-    import sys
 
-    exe = str(Path(sys.executable).with_name("rnnsearch"))
     space = tmp_path / "tiny.toml"
     space.write_text(TINY_SPACE)
     env = {**os.environ, "RNNSEARCH_STORAGE": f"sqlite:///{tmp_path / 'study.db'}"}
+    env.pop("RNNSEARCH_KILL_AT", None)
+    return env, ["--space", str(space)]
+
+
+#: (how the run is killed, interrupted trials expected after resume)
+KILLS = [
+    # The fourth epoch of the search is the second epoch of the first warm-started trial.
+    ("after-epoch@4", 1),
+    # Right after the second trial finished and was recorded: nothing is cut.
+    ("trial-finished@2", 0),
+    # As the third trial starts, before its first epoch.
+    ("trial-started@3", 1),
+    # From outside, once four epochs are recorded: whatever runs then (an epoch, mostly).
+    ("external", None),
+]
+
+
+@pytest.mark.parametrize(("kill", "interrupted_expected"), KILLS)
+def test_sigkilled_hyperband_resumes_to_its_schedule(
+    tmp_path, imdb_npz, kill, interrupted_expected
+):
+    """A Hyperband run killed with SIGKILL resumes: Keras Tuner's oracle continues its brackets
+    (exactly the schedule's trials finish, none twice), the cut trial is listed as interrupted and
+    run again, and Keras Tuner's state files stay whole."""
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    exe = str(Path(sys.executable).with_name("rnnsearch"))
+    env, space_args = _hb_env(tmp_path)
     args = [
-        "run", "--study", "hbk", "--space", str(space), "--engine", "hyperband",
+        exe, "run", "--study", "hbk", *space_args, "--engine", "hyperband",
         "--data", str(imdb_npz), "--limit", "300", "--max-epochs", "3", "--seed", "2", "--quiet",
     ]  # fmt: skip
-    # The fourth epoch of the search is the second epoch of the first warm-started trial.
-    killed = subprocess.run(
-        [exe, *args], env={**env, "RNNSEARCH_KILL_AT": "after-epoch@4"},
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert killed.returncode == -9, killed.stderr
+    if kill == "external":
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        db = tmp_path / "study.db"
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+            try:
+                with sqlite3.connect(db, timeout=1) as conn:
+                    (n,) = conn.execute("select count(*) from rnnsearch_epochs").fetchone()
+            except sqlite3.Error:
+                continue
+            if n >= 4:
+                proc.send_signal(signal.SIGKILL)
+                break
+        assert proc.wait(timeout=60) == -9
+    else:
+        killed = subprocess.run(
+            args, env={**env, "RNNSEARCH_KILL_AT": kill}, capture_output=True, text=True,
+            timeout=300,
+        )  # fmt: skip
+        assert killed.returncode == -9, killed.stderr
     resumed = subprocess.run(
         [exe, "resume", "hbk", "--quiet", "--format", "json"],
         env=env, capture_output=True, text=True, timeout=300,
@@ -218,15 +260,59 @@ def test_sigkilled_hyperband_resumes_with_keras_tuner_state_intact(tmp_path, imd
     rows = json.loads(listed.stdout)
     complete = [r for r in rows if r["state"] == "complete"]
     interrupted = [r for r in rows if r["state"] == "interrupted"]
-    assert len(complete) == 6 and len(interrupted) == 1, [(r["number"], r["state"]) for r in rows]
+    assert len(complete) == 6, [(r["number"], r["state"]) for r in rows]
+    if interrupted_expected is not None:
+        assert len(interrupted) == interrupted_expected
+    assert len(interrupted) <= 1
     assert not [r for r in rows if r["state"] in ("running", "waiting", "failed")]
-    cut = interrupted[0]["extra"]["kt_trial_id"]
-    # Keras Tuner ran the cut trial again; each of its trials is complete exactly once.
-    assert sorted(r["extra"]["kt_trial_id"] for r in complete) == sorted(
-        p.parent.name.removeprefix("trial_")
-        for p in (tmp_path / "study.kt" / "hbk").glob("trial_*/trial.json")
-    )
-    assert cut in {r["extra"]["kt_trial_id"] for r in complete}
-    for p in (tmp_path / "study.kt" / "hbk").rglob("*.json"):
+    assert len({r["number"] for r in rows}) == len(rows)
+    kt_dir = tmp_path / "study.kt" / "hbk"
+    kt_ids = sorted(p.parent.name.removeprefix("trial_") for p in kt_dir.glob("trial_*/trial.json"))
+    # Each Keras Tuner trial finished exactly once in the database; the cut one was run again.
+    assert sorted(r["extra"]["kt_trial_id"] for r in complete) == kt_ids
+    assert {r["extra"]["kt_trial_id"] for r in interrupted} <= set(kt_ids)
+    for r in complete:
+        assert r["epochs"] == r["extra"]["final_epoch"]
+    for p in kt_dir.rglob("*.json"):
         json.loads(p.read_text())
-    assert not list((tmp_path / "study.kt").rglob("*.tmp-*"))
+    assert not list(kt_dir.rglob("*.tmp-*"))
+    best = subprocess.run(
+        [exe, "best", "hbk", "--format", "json"], env=env, capture_output=True, text=True
+    )
+    assert best.returncode == 0 and json.loads(best.stdout)[0]["state"] == "complete"
+
+
+def test_torn_keras_tuner_state_is_restored_from_its_last_good_version(tmp_path, imdb_npz):
+    import subprocess
+    import sys
+
+    exe = str(Path(sys.executable).with_name("rnnsearch"))
+    env, space_args = _hb_env(tmp_path)
+    run = subprocess.run(
+        [exe, "run", "--study", "torn", *space_args, "--engine", "hyperband", "--data",
+         str(imdb_npz), "--limit", "300", "--max-epochs", "3", "--seed", "4", "--quiet",
+         "--trials", "4"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    kt_dir = tmp_path / "study.kt" / "torn"
+    oracle = kt_dir / "oracle.json"
+    text = oracle.read_text()
+    oracle.write_text(text[: len(text) // 2])  # what an in-place write cut by a kill leaves
+    resumed = subprocess.run(
+        [exe, "resume", "torn", "--trials", "6", "--quiet", "--format", "json"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert "oracle.json was torn; restored its last good version" in resumed.stderr
+    json.loads(oracle.read_text())
+    rows = json.loads(
+        subprocess.run(
+            [exe, "trials", "torn", "--format", "json"], env=env, capture_output=True, text=True
+        ).stdout
+    )
+    complete = [r for r in rows if r["state"] == "complete"]
+    # The four finished before are all still there; the study went on to its new cap.
+    assert len(complete) >= 6
+    assert [r["number"] for r in rows[:4]] == [0, 1, 2, 3]
+    assert all(r["state"] == "complete" for r in rows[:4])
