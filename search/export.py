@@ -1,8 +1,9 @@
 """``rnnsearch export``: every trial of a study with its parameters and metrics, as CSV or JSON.
 
-JSON holds one object per trial, with its searched ``params``, its resolved ``config`` and its
-per-epoch ``curve``. CSV holds one row per trial: the metric columns, then one column per
-configuration key (sampled or fixed), so it loads straight into a spreadsheet or pandas.
+JSON holds one object per trial, with its searched ``params``, its resolved ``config``, its
+per-epoch ``curve`` and ``extra`` (best epoch, retraining, engine details). CSV holds one row
+per trial: the metric columns, then one column per configuration key (sampled or fixed), so it
+loads straight into a spreadsheet or pandas.
 """
 
 from __future__ import annotations
@@ -81,8 +82,10 @@ def export_records(db: StudyDatabase, study: str) -> list[dict[str, Any]]:
     for t in trials:
         curve = curves.get(t.trial_id, [])
         row = trial_row(t, curve)
+        row["engine"] = t.engine
         row["params"] = dict(t.params)
         row["config"] = dict(t.config)
+        row["extra"] = dict(t.extra)
         row["curve"] = [
             {k: _num(v) if isinstance(v, float) else v for k, v in vars(e).items()} for e in curve
         ]

@@ -352,6 +352,7 @@ def test_export_json_has_every_trial_with_params_metrics_and_curves(study, tmp_p
     for r in rows:
         t = by_number[r["trial"]]
         assert r["params"] == t["params"] and r["config"] == t["config"]
+        assert r["engine"] == "optuna" and r["extra"] == t["extra"]
         assert r["state"] == t["state"] and r["epochs_trained"] == t["epochs"]
         assert len(r["curve"]) == t["epochs"]
         assert [e["epoch"] for e in r["curve"]] == list(range(1, t["epochs"] + 1))
