@@ -111,20 +111,44 @@ print(json.dumps({"test_accuracy": float(acc), "test_loss": float(loss)}))
 '''
 
 
-def run_rnnsearch(budget: float, limit: int, tmp: str) -> dict:
-    url = f"sqlite:///{tmp}/tta.db"
-    args = [RNNSEARCH, "run", "--study", "tta", "--space", "default", "--trials", "10000",
+def before_space(tmp: str) -> str:
+    """The default space as it was before the improvements: no start configurations."""
+    from spaces.loader import builtin_text
+
+    text = builtin_text("default").split("[[start]]")[0]
+    path = Path(tmp) / "default-before.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def run_rnnsearch(budget: float, limit: int, tmp: str, before: bool = False) -> dict:
+    url = f"sqlite:///{tmp}/tta{'-before' if before else ''}.db"
+    space = before_space(tmp) if before else "default"
+    args = [RNNSEARCH, "run", "--study", "tta", "--space", space, "--trials", "10000",
             "--data", str(IMDB_NPZ), "--max-epochs", "5", "--seed", "0", "--quiet",
             "--storage", url]
+    if before:
+        args.append("--no-bucketing")
     if limit:
         args += ["--limit", str(limit)]
     started = time.time()
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # A shell's background job ignores SIGINT and children inherit that; rnnsearch must hear it.
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         proc.wait(timeout=budget)
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=120)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            # The second Ctrl-C aborts at once; what finished is in the database already.
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     from storage import StudyDatabase
 
     db = StudyDatabase(url, create=False)
@@ -182,6 +206,9 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=None, help="seconds per search")
     parser.add_argument("--threshold", type=float, default=0.87)
     parser.add_argument("--retrain-epochs", type=int, default=None)
+    parser.add_argument("--before", action="store_true",
+                        help="also run rnnsearch as it was before the speed-ups (no start "
+                             "configurations, no bucketing) in the same budget")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     budget = args.budget or (60.0 if args.quick else 1200.0)
@@ -190,10 +217,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ours = run_rnnsearch(budget, limit, tmp)
         plain = run_plain(budget, limit, tmp)
+        old = run_rnnsearch(budget, limit, tmp, before=True) if args.before else None
     ours["test"] = retrain("rnnsearch", ours["best_config"], limit, ours.get("best_epochs") or retrain_epochs)
     plain["test"] = retrain("plain", plain["best_config"], limit, retrain_epochs)
+    results = [("rnnsearch", ours), ("plain-keras-tuner", plain)]
+    if old is not None:
+        old["test"] = retrain("rnnsearch", old["best_config"], limit,
+                              old.get("best_epochs") or retrain_epochs)
+        results.append(("rnnsearch-before", old))
     rows = []
-    for name, res in (("rnnsearch", ours), ("plain-keras-tuner", plain)):
+    for name, res in results:
         curve = res["curve"]
         rows.append([name, curve[-1]["best_val_accuracy"] if curve else None,
                      time_to(curve, args.threshold),
@@ -202,7 +235,7 @@ def main() -> None:
     print(table(["search", "best_val_acc", f"t_to_{args.threshold}_s", "test_acc_retrained"], rows))
     path = write_result("time_to_accuracy-quick" if args.quick else "time_to_accuracy",
                         {"budget_s": budget, "limit": limit, "rnnsearch": ours, "plain": plain,
-                         "table": rows})
+                         "rnnsearch_before": old, "table": rows})
     print(f"written: {path}")
 
 

@@ -187,7 +187,9 @@ def run_optuna(db: StudyDatabase, req: Any, plan: Any, source: Any, observer: An
     from search.service import library_versions
     from search.train import fit
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Optuna logs every failed or interrupted trial with a traceback; rnnsearch reports trials
+    # itself (progress, `trials --state failed` with the reason).
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = db.optuna_storage
     existing_trials = len(db.trials(req.study)) if plan.existing else 0
     # Offsetting the seed by the trials already run keeps a resumed sampler from replaying the
