@@ -6,7 +6,8 @@
 Configurations (issue 9, item 2): SimpleRNN-32 at maxlen 100; LSTM-64 at maxlen 500;
 bidirectional GRU-64 at maxlen 500 (Embedding 32, vocabulary 10,000, Adam 1e-3, batch 64).
 "rnnsearch" runs each as a one-trial study through the service (its data preparation, model
-builder and training loop); "plain" is `model.fit` on arrays padded by keras.utils.pad_sequences,
+builder and training loop, batches by length); "rnnsearch-fixed" the same with --no-bucketing
+(every batch padded to maxlen, as before bucketing); "plain" is `model.fit` on arrays padded by keras.utils.pad_sequences,
 as people write it. Both see the same training and validation reviews. Each runs in its own
 process, one after the other.
 """
@@ -30,11 +31,14 @@ CONFIGS = {
     "bigru64-len500": {"cell": "gru", "units": 64, "bidirectional": True, "maxlen": 500},
 }
 
+#: "rnnsearch-fixed": rnnsearch before bucketing (every batch padded to maxlen), for before/after.
+MODES = ("plain", "rnnsearch-fixed", "rnnsearch")
+
 CHILD = r'''
 import json, os, sys, tempfile, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 mode, cfg, npz, limit, epochs = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-if mode == "rnnsearch":
+if mode.startswith("rnnsearch"):
     from search.service import RunRequest, run_search
     from storage import StudyDatabase
     tmp = tempfile.mkdtemp()
@@ -43,7 +47,8 @@ if mode == "rnnsearch":
         "[dimensions]\n" + dims + "\nembedding_dim = 32\nvocab_size = 10000\nlearning_rate = 0.001\nbatch_size = 64\n")
     url = f"sqlite:///{tmp}/p.db"
     run_search(RunRequest(study="p", storage=url, space=f"{tmp}/s.toml", trials=1, data=npz,
-                          limit=limit, max_epochs=epochs, seed=0))
+                          limit=limit, max_epochs=epochs, seed=0,
+                          bucketing=(mode == "rnnsearch")))
     db = StudyDatabase(url)
     [t] = db.trials("p")
     rows = [{"seconds": e.seconds, "val_accuracy": e.val_accuracy} for e in db.epochs(t.trial_id)]
@@ -93,15 +98,19 @@ def main() -> None:
     for name, cfg in CONFIGS.items():
         if args.quick:
             cfg = {**cfg, "maxlen": min(cfg["maxlen"], 100)}
-        per = {mode: measure(mode, cfg, limit, epochs) for mode in ("plain", "rnnsearch")}
+        per = {mode: measure(mode, cfg, limit, epochs) for mode in MODES}
         results[name] = per
         # the first epoch holds graph tracing; later epochs show the steady state
         steady = {m: [r["seconds"] for r in v[1:]] or [v[0]["seconds"]] for m, v in per.items()}
         plain_s, ours_s = statistics.mean(steady["plain"]), statistics.mean(steady["rnnsearch"])
-        rows.append([name, round(plain_s, 2), round(ours_s, 2), round(ours_s / plain_s, 2),
+        fixed_s = statistics.mean(steady["rnnsearch-fixed"])
+        rows.append([name, round(plain_s, 2), round(fixed_s, 2), round(ours_s, 2),
+                     round(fixed_s / plain_s, 2), round(ours_s / plain_s, 2),
                      round(per["plain"][-1]["val_accuracy"], 4),
+                     round(per["rnnsearch-fixed"][-1]["val_accuracy"], 4),
                      round(per["rnnsearch"][-1]["val_accuracy"], 4)])
-    print(table(["config", "plain_s/epoch", "rnnsearch_s/epoch", "ratio", "plain_val_acc",
+    print(table(["config", "plain_s/epoch", "before_s/epoch", "rnnsearch_s/epoch",
+                 "ratio_before", "ratio", "plain_val_acc", "before_val_acc",
                  "rnnsearch_val_acc"], rows))
     path = write_result("per_epoch-quick" if args.quick else "per_epoch",
                         {"settings": {"limit": limit, "epochs": epochs}, "epochs": results,

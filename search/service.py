@@ -244,6 +244,27 @@ def plan_run(db: StudyDatabase, req: RunRequest, requested_space: Space | None) 
     )
 
 
+def _check_engine_options(req: RunRequest, engine: str) -> None:
+    """Refuse options the study's engine cannot honour, before any data is read."""
+    if engine == "hyperband":
+        if (req.workers or 1) > 1:
+            raise UsageError(
+                f"--workers {req.workers}: --engine hyperband runs one worker (Keras Tuner's "
+                "oracle lives in one process); use --engine optuna for parallel workers"
+            )
+        if req.time_budget:
+            raise UsageError("--time-budget: not supported by --engine hyperband; use --trials")
+        if req.hyperband_factor is not None and req.hyperband_factor < 2:
+            raise UsageError(f"--factor {req.hyperband_factor}: expected an integer >= 2")
+        if req.hyperband_iterations is not None and req.hyperband_iterations < 1:
+            raise UsageError(
+                f"--hyperband-iterations {req.hyperband_iterations}: expected a positive integer"
+            )
+    elif req.hyperband_factor is not None or req.hyperband_iterations is not None:
+        flag = "--factor" if req.hyperband_factor is not None else "--hyperband-iterations"
+        raise UsageError(f"{flag}: applies to --engine hyperband only (this study runs {engine})")
+
+
 def _finished_count(db: StudyDatabase, study: str) -> int:
     return sum(1 for t in db.trials(study) if t.state in FINISHED_STATES)
 
@@ -267,6 +288,7 @@ def run_search(req: RunRequest, observer: Observer | None = None) -> RunSummary:
     db = StudyDatabase(req.storage)
     try:
         plan = plan_run(db, req, requested_space)
+        _check_engine_options(req, plan.engine)
         source = load_source(
             plan.data, limit=plan.limit, options=data_options(req, plan.config)
         )

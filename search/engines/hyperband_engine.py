@@ -394,13 +394,6 @@ def run_hyperband(db: StudyDatabase, req: Any, plan: Any, source: Any, observer:
     from search.service import library_versions
     from search.worker import _owner, finished_count, recover_dead_trials
 
-    if int(getattr(req, "workers", None) or 1) > 1:
-        raise UsageError(
-            "--workers: --engine hyperband runs one worker (Keras Tuner's oracle lives in one "
-            "process); use --engine optuna for parallel workers"
-        )
-    if getattr(req, "time_budget", None):
-        raise UsageError("--time-budget: not supported by --engine hyperband; use --trials")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = db.optuna_storage
     study = optuna.create_study(
