@@ -70,6 +70,7 @@ def save(key: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Path 
             np.savez(fh, **arrays, **{META_KEY: np.array(json.dumps(meta))})
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp_name, 0o644)  # mkstemp makes it private; the cache may be shared
         os.replace(tmp_name, path)
         tmp_name = None
         return path
