@@ -140,9 +140,9 @@ def run(
     data: Annotated[
         str | None,
         typer.Option(
-            help="'imdb' (Keras' loader), a .npz (Keras' imdb layout, or numeric x_train/y_train"
-            "[/x_test/y_test]), a text .csv/.csv.gz/.jsonl, a long-format numeric .csv "
-            "(sequence_id, step, features, label), or a folder train/<label>/*.txt."
+            help="'imdb' (Keras' loader), a .npz (Keras' imdb layout, or numeric x_train, "
+            "y_train and optionally x_test, y_test), a text .csv/.csv.gz/.jsonl, a long-format "
+            "numeric .csv (sequence_id, step, features, label), or a folder train/LABEL/*.txt."
         ),
     ] = None,
     text_col: Annotated[

@@ -204,3 +204,10 @@ def test_bad_data_exits_2_with_one_line_naming_file_and_problem(tmp_path, make, 
     assert str(path) in lines[0] or path.name in lines[0]
     assert message in lines[0], lines[0]
     assert "Traceback" not in result.output
+
+
+def test_run_help_lists_the_data_options():
+    result = CliRunner().invoke(app, ["run", "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    for flag in ("--text-col", "--label-col", "--split-col", "--no-bucketing", ".jsonl"):
+        assert flag in result.output
