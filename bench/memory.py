@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -33,7 +31,7 @@ vocab_size = 5000
 batch_size = 64
 """
 
-CHILD = r'''
+CHILD = r"""
 import json, os, sys, tempfile
 import psutil
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -75,12 +73,16 @@ else:
                   epochs=1, batch_size=64, verbose=0)
         rss.append(proc.memory_info().rss / 2**20)
 print(json.dumps(rss))
-'''
+"""
 
 
 def measure(mode: str, trials: int) -> list[float]:
-    out = subprocess.run([sys.executable, "-c", CHILD, mode, str(trials), str(IMDB_NPZ), SPACE],
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, mode, str(trials), str(IMDB_NPZ), SPACE],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if out.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -94,11 +96,21 @@ def main() -> None:
     runs = {mode: measure(mode, trials) for mode in ("rnnsearch", "baseline")}
     rows = []
     for mode, rss in runs.items():
-        rows.append([mode, len(rss), round(rss[0], 1), round(rss[-1], 1),
-                     round(rss[-1] - rss[0], 1), round(max(rss), 1)])
+        rows.append(
+            [
+                mode,
+                len(rss),
+                round(rss[0], 1),
+                round(rss[-1], 1),
+                round(rss[-1] - rss[0], 1),
+                round(max(rss), 1),
+            ]
+        )
     print(table(["run", "trials", "rss_first_mb", "rss_last_mb", "growth_mb", "peak_mb"], rows))
-    path = write_result("memory-quick" if args.quick else "memory",
-                        {"rss_mb_after_each_trial": runs, "target_growth_mb": 150})
+    path = write_result(
+        "memory-quick" if args.quick else "memory",
+        {"rss_mb_after_each_trial": runs, "target_growth_mb": 150},
+    )
     print(f"written: {path}")
 
 

@@ -43,8 +43,18 @@ def service_overhead(trials: int, limit: int, epochs: int) -> dict:
         space = Path(tmp) / "s.toml"
         space.write_text(SPACE)
         url = f"sqlite:///{tmp}/o.db"
-        run_search(RunRequest(study="o", storage=url, space=str(space), trials=trials,
-                              data=str(IMDB_NPZ), limit=limit, max_epochs=epochs, seed=0))
+        run_search(
+            RunRequest(
+                study="o",
+                storage=url,
+                space=str(space),
+                trials=trials,
+                data=str(IMDB_NPZ),
+                limit=limit,
+                max_epochs=epochs,
+                seed=0,
+            )
+        )
         db = StudyDatabase(url)
         rows = []
         for t in db.trials("o"):
@@ -73,25 +83,45 @@ def generate_study(url: str, n: int) -> None:
     db = StudyDatabase(url)
     study = optuna.create_study(study_name="big", storage=db.optuna_storage, direction="maximize")
     sid = db.study_id("big")
-    db.save_study_config(StudyConfig(name="big", study_id=sid, engine="optuna", space_name="x",
-                                     space_json="{}", data={"source": "none"}, seed=0,
-                                     target_trials=n))
-    dists = {"cell": CategoricalDistribution(["simple", "lstm", "gru"]),
-             "units": IntDistribution(16, 256, log=True),
-             "dropout": FloatDistribution(0.0, 0.5),
-             "learning_rate": FloatDistribution(1e-4, 1e-2, log=True),
-             "bidirectional": CategoricalDistribution([False, True])}
+    db.save_study_config(
+        StudyConfig(
+            name="big",
+            study_id=sid,
+            engine="optuna",
+            space_name="x",
+            space_json="{}",
+            data={"source": "none"},
+            seed=0,
+            target_trials=n,
+        )
+    )
+    dists = {
+        "cell": CategoricalDistribution(["simple", "lstm", "gru"]),
+        "units": IntDistribution(16, 256, log=True),
+        "dropout": FloatDistribution(0.0, 0.5),
+        "learning_rate": FloatDistribution(1e-4, 1e-2, log=True),
+        "bidirectional": CategoricalDistribution([False, True]),
+    }
     import random
 
     rng = random.Random(0)
     batch = []
     for i in range(n):
-        params = {"cell": rng.choice(["simple", "lstm", "gru"]), "units": rng.randint(16, 256),
-                  "dropout": rng.random() / 2, "learning_rate": 10 ** rng.uniform(-4, -2),
-                  "bidirectional": rng.random() < 0.5}
-        batch.append(optuna.trial.create_trial(
-            params=params, distributions=dists, value=rng.random(),
-            intermediate_values={1: rng.random(), 2: rng.random()}))
+        params = {
+            "cell": rng.choice(["simple", "lstm", "gru"]),
+            "units": rng.randint(16, 256),
+            "dropout": rng.random() / 2,
+            "learning_rate": 10 ** rng.uniform(-4, -2),
+            "bidirectional": rng.random() < 0.5,
+        }
+        batch.append(
+            optuna.trial.create_trial(
+                params=params,
+                distributions=dists,
+                value=rng.random(),
+                intermediate_values={1: rng.random(), 2: rng.random()},
+            )
+        )
         if len(batch) == 500 or i == n - 1:
             study.add_trials(batch)
             batch = []
@@ -103,15 +133,43 @@ def generate_study(url: str, n: int) -> None:
     trials = db.optuna_storage.get_all_trials(sid, deepcopy=False)
     now = __import__("datetime").datetime.now()
     with db.session() as s:
-        s.execute(insert(TrialInfoRow), [
-            {"trial_id": t._trial_id, "study_id": sid, "number": t.number, "engine": "optuna",
-             "config": dict(t.params), "status": "complete", "wall_seconds": 10.0,
-             "epochs_trained": 2, "versions": {}, "extra": {}, "updated_at": now}
-            for t in trials])
-        s.execute(insert(EpochMetricRow), [
-            {"trial_id": t._trial_id, "epoch": e, "study_id": sid, "loss": 0.5, "accuracy": 0.7,
-             "val_loss": 0.6, "val_accuracy": 0.7, "seconds": 5.0, "recorded_at": now}
-            for t in trials for e in (1, 2)])
+        s.execute(
+            insert(TrialInfoRow),
+            [
+                {
+                    "trial_id": t._trial_id,
+                    "study_id": sid,
+                    "number": t.number,
+                    "engine": "optuna",
+                    "config": dict(t.params),
+                    "status": "complete",
+                    "wall_seconds": 10.0,
+                    "epochs_trained": 2,
+                    "versions": {},
+                    "extra": {},
+                    "updated_at": now,
+                }
+                for t in trials
+            ],
+        )
+        s.execute(
+            insert(EpochMetricRow),
+            [
+                {
+                    "trial_id": t._trial_id,
+                    "epoch": e,
+                    "study_id": sid,
+                    "loss": 0.5,
+                    "accuracy": 0.7,
+                    "val_loss": 0.6,
+                    "val_accuracy": 0.7,
+                    "seconds": 5.0,
+                    "recorded_at": now,
+                }
+                for t in trials
+                for e in (1, 2)
+            ],
+        )
         assert s.execute(select(TrialInfoRow.trial_id).limit(1)).scalar() is not None
     db.dispose()
 
@@ -139,8 +197,9 @@ def best_latency(n: int, repeats: int = 5) -> dict:
         runner = CliRunner()
         for _ in range(repeats):
             t0 = time.perf_counter()
-            result = runner.invoke(app, ["best", "big", "--top", "10", "--format", "json",
-                                         "--storage", url])
+            result = runner.invoke(
+                app, ["best", "big", "--top", "10", "--format", "json", "--storage", url]
+            )
             cli.append(time.perf_counter() - t0)
             assert result.exit_code == 0, result.output
         # A fresh `rnnsearch best` process: Python start-up and imports included.
@@ -151,13 +210,19 @@ def best_latency(n: int, repeats: int = 5) -> dict:
         proc = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            subprocess.run([RNNSEARCH, "best", "big", "--top", "10", "--format", "json",
-                            "--storage", url], check=True, capture_output=True)
+            subprocess.run(
+                [RNNSEARCH, "best", "big", "--top", "10", "--format", "json", "--storage", url],
+                check=True,
+                capture_output=True,
+            )
             proc.append(time.perf_counter() - t0)
-    return {"trials": n, "generate_s": round(generated, 1),
-            "best_fn_ms_median": round(statistics.median(fn) * 1000, 1),
-            "best_cli_in_process_ms_median": round(statistics.median(cli) * 1000, 1),
-            "best_cli_process_ms_median": round(statistics.median(proc) * 1000, 1)}
+    return {
+        "trials": n,
+        "generate_s": round(generated, 1),
+        "best_fn_ms_median": round(statistics.median(fn) * 1000, 1),
+        "best_cli_in_process_ms_median": round(statistics.median(cli) * 1000, 1),
+        "best_cli_process_ms_median": round(statistics.median(proc) * 1000, 1),
+    }
 
 
 def main() -> None:
@@ -170,9 +235,14 @@ def main() -> None:
     print(table(list(over), [list(over.values())]))
     lat = best_latency(n)
     print(table(list(lat), [list(lat.values())]))
-    path = write_result("overhead-quick" if args.quick else "overhead",
-                        {"overhead": over, "best_latency": lat,
-                         "targets": {"overhead_share": 0.02, "best_ms": 300}})
+    path = write_result(
+        "overhead-quick" if args.quick else "overhead",
+        {
+            "overhead": over,
+            "best_latency": lat,
+            "targets": {"overhead_share": 0.02, "best_ms": 300},
+        },
+    )
     print(f"written: {path}")
 
 

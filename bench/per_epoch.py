@@ -34,7 +34,7 @@ CONFIGS = {
 #: "rnnsearch-fixed": rnnsearch before bucketing (every batch padded to maxlen), for before/after.
 MODES = ("plain", "rnnsearch-fixed", "rnnsearch")
 
-CHILD = r'''
+CHILD = r"""
 import json, os, sys, tempfile, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 mode, cfg, npz, limit, epochs = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
@@ -76,13 +76,24 @@ else:
         def on_epoch_end(self, e, logs=None): rows.append({"seconds": time.perf_counter() - self.t, "val_accuracy": float(logs["val_accuracy"])})
     model.fit(x[tr], y[tr], validation_data=(x[va], y[va]), epochs=epochs, batch_size=64, verbose=0, callbacks=[T()])
 print(json.dumps(rows))
-'''
+"""
 
 
 def measure(mode: str, cfg: dict, limit: int, epochs: int) -> list[dict]:
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, mode, json.dumps(cfg), str(IMDB_NPZ), str(limit), str(epochs)],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            mode,
+            json.dumps(cfg),
+            str(IMDB_NPZ),
+            str(limit),
+            str(epochs),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if out.returncode != 0:
         raise SystemExit(f"{mode} {cfg} failed:\n{out.stderr[-3000:]}")
@@ -104,17 +115,44 @@ def main() -> None:
         steady = {m: [r["seconds"] for r in v[1:]] or [v[0]["seconds"]] for m, v in per.items()}
         plain_s, ours_s = statistics.mean(steady["plain"]), statistics.mean(steady["rnnsearch"])
         fixed_s = statistics.mean(steady["rnnsearch-fixed"])
-        rows.append([name, round(plain_s, 2), round(fixed_s, 2), round(ours_s, 2),
-                     round(fixed_s / plain_s, 2), round(ours_s / plain_s, 2),
-                     round(per["plain"][-1]["val_accuracy"], 4),
-                     round(per["rnnsearch-fixed"][-1]["val_accuracy"], 4),
-                     round(per["rnnsearch"][-1]["val_accuracy"], 4)])
-    print(table(["config", "plain_s/epoch", "before_s/epoch", "rnnsearch_s/epoch",
-                 "ratio_before", "ratio", "plain_val_acc", "before_val_acc",
-                 "rnnsearch_val_acc"], rows))
-    path = write_result("per_epoch-quick" if args.quick else "per_epoch",
-                        {"settings": {"limit": limit, "epochs": epochs}, "epochs": results,
-                         "table": rows, "target_ratio": 0.6})
+        rows.append(
+            [
+                name,
+                round(plain_s, 2),
+                round(fixed_s, 2),
+                round(ours_s, 2),
+                round(fixed_s / plain_s, 2),
+                round(ours_s / plain_s, 2),
+                round(per["plain"][-1]["val_accuracy"], 4),
+                round(per["rnnsearch-fixed"][-1]["val_accuracy"], 4),
+                round(per["rnnsearch"][-1]["val_accuracy"], 4),
+            ]
+        )
+    print(
+        table(
+            [
+                "config",
+                "plain_s/epoch",
+                "before_s/epoch",
+                "rnnsearch_s/epoch",
+                "ratio_before",
+                "ratio",
+                "plain_val_acc",
+                "before_val_acc",
+                "rnnsearch_val_acc",
+            ],
+            rows,
+        )
+    )
+    path = write_result(
+        "per_epoch-quick" if args.quick else "per_epoch",
+        {
+            "settings": {"limit": limit, "epochs": epochs},
+            "epochs": results,
+            "table": rows,
+            "target_ratio": 0.6,
+        },
+    )
     print(f"written: {path}")
 
 

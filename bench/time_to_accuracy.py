@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import IMDB_NPZ, RNNSEARCH, table, write_result  # noqa: E402
 
-PLAIN = r'''
+PLAIN = r"""
 import json, os, sys, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras, keras_tuner as kt, numpy as np
@@ -76,12 +76,12 @@ tuner = kt.Hyperband(build, objective="val_accuracy", max_epochs=10, factor=3,
 tuner_ref = [tuner]
 tuner.search(x_train, y_train, validation_split=0.2, epochs=10,
              callbacks=[keras.callbacks.EarlyStopping(patience=2), Log()], verbose=0)
-'''
+"""
 
 PLAIN_LOADER = PLAIN.split("def load_imdb")[1].split("(x_train, y_train), _")[0]
 PLAIN_LOADER = "def load_imdb" + PLAIN_LOADER
 
-RETRAIN = r'''
+RETRAIN = r"""
 import json, os, sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras, numpy as np
@@ -108,7 +108,7 @@ else:
 model.fit(x, y, epochs=epochs, batch_size=cfg.get("batch_size", 64) if kind != "plain" else 32, verbose=0)
 loss, acc = model.evaluate(xt, yt, verbose=0)
 print(json.dumps({"test_accuracy": float(acc), "test_loss": float(loss)}))
-'''
+"""
 
 
 def before_space(tmp: str) -> str:
@@ -124,17 +124,37 @@ def before_space(tmp: str) -> str:
 def run_rnnsearch(budget: float, limit: int, tmp: str, before: bool = False) -> dict:
     url = f"sqlite:///{tmp}/tta{'-before' if before else ''}.db"
     space = before_space(tmp) if before else "default"
-    args = [RNNSEARCH, "run", "--study", "tta", "--space", space, "--trials", "10000",
-            "--data", str(IMDB_NPZ), "--max-epochs", "5", "--seed", "0", "--quiet",
-            "--storage", url]
+    args = [
+        RNNSEARCH,
+        "run",
+        "--study",
+        "tta",
+        "--space",
+        space,
+        "--trials",
+        "10000",
+        "--data",
+        str(IMDB_NPZ),
+        "--max-epochs",
+        "5",
+        "--seed",
+        "0",
+        "--quiet",
+        "--storage",
+        url,
+    ]
     if before:
         args.append("--no-bucketing")
     if limit:
         args += ["--limit", str(limit)]
     started = time.time()
     # A shell's background job ignores SIGINT and children inherit that; rnnsearch must hear it.
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        args,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         proc.wait(timeout=budget)
     except subprocess.TimeoutExpired:
@@ -154,8 +174,6 @@ def run_rnnsearch(budget: float, limit: int, tmp: str, before: bool = False) -> 
     db = StudyDatabase(url, create=False)
     curve, best = [], 0.0
     for t in db.trials("tta"):
-        for e in db.epochs(t.trial_id):
-            pass
         if t.state == "complete" and t.finished_at is not None and t.value is not None:
             when = t.finished_at.timestamp() - started
             if t.value > best:
@@ -163,14 +181,20 @@ def run_rnnsearch(budget: float, limit: int, tmp: str, before: bool = False) -> 
                 curve.append({"t": round(when, 1), "best_val_accuracy": best, "trial": t.number})
     top = db.best("tta", top=1)
     db.dispose()
-    return {"curve": curve, "best_config": top[0].config if top else None,
-            "best_epochs": top[0].extra.get("best_epoch") if top else None}
+    return {
+        "curve": curve,
+        "best_config": top[0].config if top else None,
+        "best_epochs": top[0].extra.get("best_epoch") if top else None,
+    }
 
 
 def run_plain(budget: float, limit: int, tmp: str) -> dict:
     log = Path(tmp) / "plain.jsonl"
-    proc = subprocess.Popen([sys.executable, "-c", PLAIN, str(IMDB_NPZ), str(limit), str(log), tmp],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PLAIN, str(IMDB_NPZ), str(limit), str(log), tmp],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         proc.wait(timeout=budget)
     except subprocess.TimeoutExpired:
@@ -189,8 +213,11 @@ def retrain(kind: str, cfg: dict | None, limit: int, epochs: int) -> dict | None
     if not cfg:
         return None
     code = RETRAIN.replace("exec(PLAIN_LOADER)", PLAIN_LOADER.replace("\n", "\n    "))
-    out = subprocess.run([sys.executable, "-c", code, str(IMDB_NPZ), str(limit), str(epochs),
-                          kind, json.dumps(cfg)], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(IMDB_NPZ), str(limit), str(epochs), kind, json.dumps(cfg)],
+        capture_output=True,
+        text=True,
+    )
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1][:300]}
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -206,9 +233,12 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=None, help="seconds per search")
     parser.add_argument("--threshold", type=float, default=0.87)
     parser.add_argument("--retrain-epochs", type=int, default=None)
-    parser.add_argument("--before", action="store_true",
-                        help="also run rnnsearch as it was before the speed-ups (no start "
-                             "configurations, no bucketing) in the same budget")
+    parser.add_argument(
+        "--before",
+        action="store_true",
+        help="also run rnnsearch as it was before the speed-ups (no start "
+        "configurations, no bucketing) in the same budget",
+    )
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     budget = args.budget or (60.0 if args.quick else 1200.0)
@@ -218,24 +248,40 @@ def main() -> None:
         ours = run_rnnsearch(budget, limit, tmp)
         plain = run_plain(budget, limit, tmp)
         old = run_rnnsearch(budget, limit, tmp, before=True) if args.before else None
-    ours["test"] = retrain("rnnsearch", ours["best_config"], limit, ours.get("best_epochs") or retrain_epochs)
+    ours["test"] = retrain(
+        "rnnsearch", ours["best_config"], limit, ours.get("best_epochs") or retrain_epochs
+    )
     plain["test"] = retrain("plain", plain["best_config"], limit, retrain_epochs)
     results = [("rnnsearch", ours), ("plain-keras-tuner", plain)]
     if old is not None:
-        old["test"] = retrain("rnnsearch", old["best_config"], limit,
-                              old.get("best_epochs") or retrain_epochs)
+        old["test"] = retrain(
+            "rnnsearch", old["best_config"], limit, old.get("best_epochs") or retrain_epochs
+        )
         results.append(("rnnsearch-before", old))
     rows = []
     for name, res in results:
         curve = res["curve"]
-        rows.append([name, curve[-1]["best_val_accuracy"] if curve else None,
-                     time_to(curve, args.threshold),
-                     (res["test"] or {}).get("test_accuracy")])
+        rows.append(
+            [
+                name,
+                curve[-1]["best_val_accuracy"] if curve else None,
+                time_to(curve, args.threshold),
+                (res["test"] or {}).get("test_accuracy"),
+            ]
+        )
     print(f"budget {budget:.0f} s per search; threshold {args.threshold}")
     print(table(["search", "best_val_acc", f"t_to_{args.threshold}_s", "test_acc_retrained"], rows))
-    path = write_result("time_to_accuracy-quick" if args.quick else "time_to_accuracy",
-                        {"budget_s": budget, "limit": limit, "rnnsearch": ours, "plain": plain,
-                         "rnnsearch_before": old, "table": rows})
+    path = write_result(
+        "time_to_accuracy-quick" if args.quick else "time_to_accuracy",
+        {
+            "budget_s": budget,
+            "limit": limit,
+            "rnnsearch": ours,
+            "plain": plain,
+            "rnnsearch_before": old,
+            "table": rows,
+        },
+    )
     print(f"written: {path}")
 
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
-
-import sys
 from pathlib import Path as _P
 
 sys.path.insert(0, str(_P(__file__).resolve().parent))
@@ -41,11 +40,33 @@ def run(workers: int, trials: int, limit: int, epochs: int) -> dict:
         space.write_text(SPACE)
         started = time.perf_counter()
         proc = subprocess.run(
-            [RNNSEARCH, "run", "--study", "bench", "--space", str(space), "--trials", str(trials),
-             "--workers", str(workers), "--data", str(IMDB_NPZ), "--limit", str(limit),
-             "--max-epochs", str(epochs), "--seed", "0", "--quiet", "--format", "json",
-             "--storage", f"sqlite:///{tmp}/bench.db"],
-            capture_output=True, text=True,
+            [
+                RNNSEARCH,
+                "run",
+                "--study",
+                "bench",
+                "--space",
+                str(space),
+                "--trials",
+                str(trials),
+                "--workers",
+                str(workers),
+                "--data",
+                str(IMDB_NPZ),
+                "--limit",
+                str(limit),
+                "--max-epochs",
+                str(epochs),
+                "--seed",
+                "0",
+                "--quiet",
+                "--format",
+                "json",
+                "--storage",
+                f"sqlite:///{tmp}/bench.db",
+            ],
+            capture_output=True,
+            text=True,
         )
         seconds = time.perf_counter() - started
         if proc.returncode != 0:
@@ -71,8 +92,10 @@ def main() -> None:
     for r in rows:
         r["speedup"] = round(r["trials_per_hour"] / base, 2)
     print(table(list(rows[0]), [list(r.values()) for r in rows]))
-    path = write_result("workers-quick" if args.quick else "workers", {
-        "settings": {"trials": trials, "limit": limit, "epochs": epochs}, "rows": rows})
+    path = write_result(
+        "workers-quick" if args.quick else "workers",
+        {"settings": {"trials": trials, "limit": limit, "epochs": epochs}, "rows": rows},
+    )
     print(f"written: {path}")
 
 

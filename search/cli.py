@@ -56,7 +56,7 @@ WhereOpt = Annotated[
     str | None,
     typer.Option(
         "--where",
-        help="Only trials whose parameters match, e.g. \"cell=lstm and bidirectional=true\"; "
+        help='Only trials whose parameters match, e.g. "cell=lstm and bidirectional=true"; '
         "=, !=, <, <=, >, >=, in (a, b), and, or, not, parentheses.",
         show_default=False,
     ),
@@ -124,7 +124,9 @@ def run(
     study: Annotated[str, typer.Option("--study", "-s", help="Study name (created if new).")],
     space: Annotated[
         str | None,
-        typer.Option(help="Built-in space name or TOML file. Default: the study's, else 'default'."),
+        typer.Option(
+            help="Built-in space name or TOML file. Default: the study's, else 'default'."
+        ),
     ] = None,
     engine: Annotated[
         EngineName | None, typer.Option(help="Search engine. Default: the study's, else optuna.")
@@ -215,14 +217,31 @@ def run(
     """Launch (or continue) a search; every trial lands in the study database."""
     _run_command(
         dict(
-            study=study, space=space, engine=engine.value if engine else None, trials=trials,
-            add=add, data=data, limit=limit, max_epochs=max_epochs, seed=seed,
-            allow_space_change=allow_space_change, storage=storage,
-            time_budget=time_budget, keep_checkpoints=keep_checkpoints, workers=workers,
-            text_col=text_col, label_col=label_col, split_col=split_col, bucketing=bucketing,
-            hyperband_factor=factor, hyperband_iterations=hyperband_iterations,
+            study=study,
+            space=space,
+            engine=engine.value if engine else None,
+            trials=trials,
+            add=add,
+            data=data,
+            limit=limit,
+            max_epochs=max_epochs,
+            seed=seed,
+            allow_space_change=allow_space_change,
+            storage=storage,
+            time_budget=time_budget,
+            keep_checkpoints=keep_checkpoints,
+            workers=workers,
+            text_col=text_col,
+            label_col=label_col,
+            split_col=split_col,
+            bucketing=bucketing,
+            hyperband_factor=factor,
+            hyperband_iterations=hyperband_iterations,
         ),
-        quiet=quiet, fmt=fmt, debug=debug, resume_only=False,
+        quiet=quiet,
+        fmt=fmt,
+        debug=debug,
+        resume_only=False,
     )
 
 
@@ -241,7 +260,10 @@ def worker(
     """
     _run_command(
         dict(study=study, storage=storage, join_only=True),
-        quiet=quiet, fmt=fmt, debug=debug, resume_only=True,
+        quiet=quiet,
+        fmt=fmt,
+        debug=debug,
+        resume_only=True,
     )
 
 
@@ -262,17 +284,20 @@ def resume(
         _fail("--trials and --add: give one of them, not both", EXIT_USAGE)
     _run_command(
         dict(study=study, trials=trials, add=add, storage=storage),
-        quiet=quiet, fmt=fmt, debug=debug, resume_only=True,
+        quiet=quiet,
+        fmt=fmt,
+        debug=debug,
+        resume_only=True,
     )
 
 
-def _run_command(args: dict[str, Any], *, quiet: bool, fmt: Format, debug: bool, resume_only: bool) -> None:
+def _run_command(
+    args: dict[str, Any], *, quiet: bool, fmt: Format, debug: bool, resume_only: bool
+) -> None:
     def body() -> None:
         from search.output import to_json, trial_dict
         from search.progress import RichObserver
-        from search.service import RunRequest, run_search
-
-        from search.service import parse_duration
+        from search.service import RunRequest, parse_duration, run_search
 
         if args.get("time_budget") is not None:
             args["time_budget"] = parse_duration(args["time_budget"])
@@ -346,7 +371,9 @@ def trials(
     study: StudyArg,
     state: Annotated[
         list[str] | None,
-        typer.Option(help="Only trials in this state (complete, pruned, failed, running, interrupted)."),
+        typer.Option(
+            help="Only trials in this state (complete, pruned, failed, running, interrupted)."
+        ),
     ] = None,
     where: WhereOpt = None,
     storage: StorageOpt = None,
@@ -376,7 +403,9 @@ def trials(
 
 
 @app.command()
-def studies(storage: StorageOpt = None, fmt: FormatOpt = Format.table, debug: DebugOpt = False) -> None:
+def studies(
+    storage: StorageOpt = None, fmt: FormatOpt = Format.table, debug: DebugOpt = False
+) -> None:
     """Every study in the database: engine, space, data, trials per state, best value."""
 
     def body() -> None:
@@ -436,9 +465,7 @@ def retrain(
     ] = None,
     epochs: Annotated[
         int | None,
-        typer.Option(
-            "--epochs", "-e", min=1, help="Epochs (default: the trial's best epoch)."
-        ),
+        typer.Option("--epochs", "-e", min=1, help="Epochs (default: the trial's best epoch)."),
     ] = None,
     save: Annotated[
         str | None,
@@ -552,7 +579,9 @@ def spaces_show(
 
 
 @spaces_app.command("validate")
-def spaces_validate(file: Annotated[str, typer.Argument(help="Space TOML file or built-in name.")]) -> None:
+def spaces_validate(
+    file: Annotated[str, typer.Argument(help="Space TOML file or built-in name.")],
+) -> None:
     """Check a space without running anything; exit 2 with one line if it is wrong."""
 
     def body() -> None:

@@ -14,4 +14,4 @@ class DataError(SearchError):
 
 
 class TrialFailed(SearchError):
-    """One trial failed (NaN loss, out of memory, a model that cannot be built); the search goes on."""
+    """One trial failed (NaN loss, out of memory, a model that cannot be built); search goes on."""

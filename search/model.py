@@ -10,8 +10,8 @@ tfenv.quiet_import()
 
 import keras  # noqa: E402
 
-from search.data import InputSpec
-from search.errors import TrialFailed
+from search.data import InputSpec  # noqa: E402
+from search.errors import TrialFailed  # noqa: E402
 
 
 @keras.saving.register_keras_serializable(package="rnnsearch")
@@ -72,7 +72,9 @@ class JordanCell(keras.layers.Layer):
             )
         ops = keras.ops
         hidden = self.activation(
-            ops.matmul(inputs, self.kernel) + ops.matmul(prev_output, self.recurrent_kernel) + self.bias
+            ops.matmul(inputs, self.kernel)
+            + ops.matmul(prev_output, self.recurrent_kernel)
+            + self.bias
         )
         output = self.output_activation(ops.matmul(hidden, self.output_kernel) + self.output_bias)
         return output, [output]
@@ -92,7 +94,9 @@ class JordanCell(keras.layers.Layer):
         }
 
 
-def _recurrent_layer(config: dict[str, Any], return_sequences: bool, index: int) -> keras.layers.Layer:
+def _recurrent_layer(
+    config: dict[str, Any], return_sequences: bool, index: int
+) -> keras.layers.Layer:
     cell = config["cell"]
     units = int(config["units"])
     common = {

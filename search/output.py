@@ -89,9 +89,7 @@ def render_trials(
     trials: Sequence[TrialRecord], fmt: str, *, ranked: bool = False, with_test: bool = False
 ) -> str:
     if fmt == "json":
-        return to_json(
-            [trial_dict(t, i + 1 if ranked else None) for i, t in enumerate(trials)]
-        )
+        return to_json([trial_dict(t, i + 1 if ranked else None) for i, t in enumerate(trials)])
     headers = (["rank"] if ranked else []) + ["trial", "state", "value", "epochs", "duration_s"]
     if with_test:
         headers += ["test_accuracy", "test_loss"]

@@ -120,9 +120,7 @@ def parse_duration(text: str) -> float:
     try:
         seconds = float(number) * (factor or 1)
     except ValueError:
-        raise UsageError(
-            f"--time-budget {text}: expected a duration like 90s, 20m or 2h"
-        ) from None
+        raise UsageError(f"--time-budget {text}: expected a duration like 90s, 20m or 2h") from None
     if seconds <= 0:
         raise UsageError(f"--time-budget {text}: expected a positive duration")
     return seconds
@@ -289,9 +287,7 @@ def run_search(req: RunRequest, observer: Observer | None = None) -> RunSummary:
     try:
         plan = plan_run(db, req, requested_space)
         _check_engine_options(req, plan.engine)
-        source = load_source(
-            plan.data, limit=plan.limit, options=data_options(req, plan.config)
-        )
+        source = load_source(plan.data, limit=plan.limit, options=data_options(req, plan.config))
         started = time.perf_counter()
         if plan.engine == "hyperband":
             from search.engines.hyperband_engine import run_hyperband

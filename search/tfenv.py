@@ -23,6 +23,7 @@ def quiet_import() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if os.environ.get("RNNSEARCH_TF_VERBOSE"):
         import tensorflow  # noqa: F401
+
         return
     sys.stderr.flush()
     saved = os.dup(2)

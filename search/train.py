@@ -22,7 +22,9 @@ METRIC_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
 class EpochReporter(Protocol):
-    def epoch_done(self, model: keras.Model, epoch: int, metrics: dict[str, float], seconds: float) -> bool:
+    def epoch_done(
+        self, model: keras.Model, epoch: int, metrics: dict[str, float], seconds: float
+    ) -> bool:
         """Called after each epoch (1-based) with its metrics; return True to stop training."""
 
 
@@ -34,7 +36,9 @@ class FitResult:
 
     @property
     def best_epoch(self) -> int | None:
-        scored = [(h["val_accuracy"], -i) for i, h in enumerate(self.history) if "val_accuracy" in h]
+        scored = [
+            (h["val_accuracy"], -i) for i, h in enumerate(self.history) if "val_accuracy" in h
+        ]
         return -max(scored)[1] + 1 if scored else None
 
     @property
@@ -93,7 +97,9 @@ def fit(
     except TrialFailed:
         raise
     except (ValueError, MemoryError) as exc:
-        raise TrialFailed(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}") from exc
+        raise TrialFailed(
+            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
+        ) from exc
     except Exception as exc:
         # TensorFlow's ResourceExhaustedError (out of memory) and friends: the trial failed.
         if type(exc).__module__.startswith("tensorflow"):

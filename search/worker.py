@@ -455,9 +455,7 @@ def worker_environment(threads: int) -> dict[str, str]:
     }
 
 
-def spawn_workers(
-    db: StudyDatabase, study: str, study_id: int, workers: int, observer: Any
-) -> int:
+def spawn_workers(db: StudyDatabase, study: str, study_id: int, workers: int, observer: Any) -> int:
     """Run ``workers`` `rnnsearch worker` processes on the study and wait for them.
 
     Each is a fresh process (its own TensorFlow runtime and thread pools); Ctrl-C is passed on.
@@ -470,9 +468,7 @@ def spawn_workers(
     before = len(db.trials(study))
     cmd = [sys.executable, "-m", "search", "worker", study, "--storage", db.url, "--quiet"]
     # Their summaries would mix into this process's output; errors still reach stderr.
-    procs = [
-        subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL) for _ in range(workers)
-    ]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL) for _ in range(workers)]
     seen = finished_count(db, study)
     try:
         while any(p.poll() is None for p in procs):
@@ -530,7 +526,7 @@ def run_loop(
                 n_trials=1,
                 catch=(TrialFailed,),
                 gc_after_trial=False,  # clear_session(free_memory=True) collects
-                callbacks=[*(callbacks or []), lambda _s, frozen: mine.append(frozen)],
+                callbacks=[*(callbacks or []), lambda _s, frozen, mine=mine: mine.append(frozen)],
             )
             ran += 1
             faults.point("between-trials")

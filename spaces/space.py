@@ -12,11 +12,11 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Union
+from typing import Any
 
 from spaces.errors import SpaceError
 
-Value = Union[int, float, str, bool]
+Value = int | float | str | bool
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ class IntRange:
 
 @dataclass(frozen=True)
 class FloatRange:
-    """Reals from ``low`` to ``high`` inclusive; ``step`` discretises, ``log`` samples log-uniformly."""
+    """Reals from ``low`` to ``high`` inclusive; ``step`` discretises, ``log`` is log-uniform."""
 
     name: str
     low: float
@@ -157,7 +157,7 @@ class Choice:
     when: Condition | None = None
 
 
-Dimension = Union[Fixed, IntRange, FloatRange, Choice]
+Dimension = Fixed | IntRange | FloatRange | Choice
 
 
 def dimension_to_dict(dim: Dimension) -> dict[str, Any] | Value:
@@ -214,7 +214,9 @@ def parse_dimension(name: str, raw: Any, where: str = "") -> Dimension:
     when = _parse_condition(name, raw["when"], where) if "when" in raw else None
     if "choice" in keys:
         if keys - _CHOICE_KEYS:
-            raise SpaceError(f"{where}: unexpected keys {sorted(keys - _CHOICE_KEYS)} beside choice")
+            raise SpaceError(
+                f"{where}: unexpected keys {sorted(keys - _CHOICE_KEYS)} beside choice"
+            )
         values = raw["choice"]
         if not isinstance(values, list):
             raise SpaceError(f"{where}.choice: expected a list of values, got {_describe(values)}")
@@ -249,9 +251,13 @@ def parse_dimension(name: str, raw: Any, where: str = "") -> Dimension:
             if step is None:
                 step = 1
             if not isinstance(step, int) or isinstance(step, bool) or step < 1:
-                raise SpaceError(f"{where}.step: expected a positive integer, got {_describe(step)}")
+                raise SpaceError(
+                    f"{where}.step: expected a positive integer, got {_describe(step)}"
+                )
             if log and step != 1:
-                raise SpaceError(f"{where}: log and step > 1 cannot be combined (Optuna forbids it)")
+                raise SpaceError(
+                    f"{where}: log and step > 1 cannot be combined (Optuna forbids it)"
+                )
             return IntRange(name, int(low), int(high), int(step), log, when)
         if step is not None:
             if not isinstance(step, (int, float)) or isinstance(step, bool) or step <= 0:
@@ -306,7 +312,8 @@ class Space:
                 if reachable is not None and not set(dim.when.values) & set(reachable):
                     raise SpaceError(
                         f"{self.name}: {dim.name}.when needs {dim.when.parent} in "
-                        f"{list(dim.when.values)}, but {dim.when.parent} only takes {list(reachable)}"
+                        f"{list(dim.when.values)}, but {dim.when.parent} only takes "
+                        f"{list(reachable)}"
                     )
             by_name[dim.name] = dim
         object.__setattr__(self, "_by_name", by_name)
@@ -329,7 +336,9 @@ class Space:
     def is_active(self, dim: Dimension, params: Mapping[str, Any]) -> bool:
         return dim.when is None or dim.when.holds(params)
 
-    def resolve(self, sampled: Mapping[str, Any], *, max_epochs: int | None = None) -> dict[str, Any]:
+    def resolve(
+        self, sampled: Mapping[str, Any], *, max_epochs: int | None = None
+    ) -> dict[str, Any]:
         """A complete trial configuration: sampled values, fixed values, then defaults."""
         config: dict[str, Any] = {}
         for dim in self.dimensions:

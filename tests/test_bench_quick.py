@@ -15,8 +15,12 @@ RESULTS = BENCH / "results"
 
 
 def _run(script: str, *args: str) -> dict:
-    out = subprocess.run([sys.executable, str(BENCH / script), "--quick", *args],
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "written:" in out.stdout
     path = Path(out.stdout.strip().splitlines()[-1].split("written: ", 1)[1])

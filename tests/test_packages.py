@@ -53,16 +53,39 @@ def test_subprocess_smoke_run_and_best(tmp_path: Path, imdb_npz: Path):
     )
     env = {**os.environ, "RNNSEARCH_STORAGE": f"sqlite:///{tmp_path / 'env.db'}"}
     run = subprocess.run(
-        [str(exe), "run", "--study", "smoke", "--space", str(space), "--trials", "1",
-         "--data", str(imdb_npz), "--limit", "200", "--max-epochs", "1", "--quiet"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        [
+            str(exe),
+            "run",
+            "--study",
+            "smoke",
+            "--space",
+            str(space),
+            "--trials",
+            "1",
+            "--data",
+            str(imdb_npz),
+            "--limit",
+            "200",
+            "--max-epochs",
+            "1",
+            "--quiet",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert run.returncode == 0, run.stderr
     assert "1/1 trials finished" in run.stdout
     assert (tmp_path / "env.db").exists() and not (tmp_path / "rnnsearch.db").exists()
     best = subprocess.run(
         [str(exe), "best", "smoke", "--format", "json"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert best.returncode == 0, best.stderr
     assert json.loads(best.stdout)[0]["params"]["units"] in range(4, 9)

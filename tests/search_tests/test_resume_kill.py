@@ -106,8 +106,23 @@ def _check_resumed_study(tmp_path: Path, env: dict) -> dict:
 def _start_and_kill_at(tmp_path, imdb_npz, point: str) -> tuple[dict, list[str]]:
     env, space_args = _setup(tmp_path)
     killed = _run(
-        ["run", "--study", "crash", *space_args, "--trials", str(TRIALS), "--data", str(imdb_npz),
-         "--limit", "400", "--max-epochs", str(EPOCHS), "--seed", "5", "--quiet"],
+        [
+            "run",
+            "--study",
+            "crash",
+            *space_args,
+            "--trials",
+            str(TRIALS),
+            "--data",
+            str(imdb_npz),
+            "--limit",
+            "400",
+            "--max-epochs",
+            str(EPOCHS),
+            "--seed",
+            "5",
+            "--quiet",
+        ],
         {**env, "RNNSEARCH_KILL_AT": point},
     )
     assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr[-2000:])
@@ -149,7 +164,9 @@ def test_kill_at_named_moment_then_resume(
         if t["state"] in ("complete", "pruned"):
             after = next(a for a in result["trials"] if a["number"] == t["number"])
             assert (after["state"], after["value"], after["epochs"]) == (
-                t["state"], t["value"], t["epochs"]
+                t["state"],
+                t["value"],
+                t["epochs"],
             )
 
 
@@ -157,9 +174,27 @@ def test_sigkill_from_outside_inside_an_epoch_then_resume(tmp_path, imdb_npz):
     # batch 4 on 1,600 examples makes an epoch long enough to land a kill inside it
     env, space_args = _setup(tmp_path, batch=4)
     proc = subprocess.Popen(
-        [EXE, "run", "--study", "crash", *space_args, "--trials", str(TRIALS), "--data",
-         str(imdb_npz), "--limit", "2000", "--max-epochs", str(EPOCHS), "--seed", "5", "--quiet"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            EXE,
+            "run",
+            "--study",
+            "crash",
+            *space_args,
+            "--trials",
+            str(TRIALS),
+            "--data",
+            str(imdb_npz),
+            "--limit",
+            "2000",
+            "--max-epochs",
+            str(EPOCHS),
+            "--seed",
+            "5",
+            "--quiet",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     db = tmp_path / "study.db"
     deadline = time.monotonic() + 240
@@ -196,8 +231,25 @@ def _safe_epochs(db: Path) -> dict[int, list[tuple]]:
 def test_resume_trials_means_total_and_add_means_more(tmp_path, imdb_npz):
     env, space_args = _setup(tmp_path)
     first = _run(
-        ["run", "--study", "crash", *space_args, "--trials", "2", "--data", str(imdb_npz),
-         "--limit", "300", "--max-epochs", "1", "--seed", "5", "--quiet", "--format", "json"],
+        [
+            "run",
+            "--study",
+            "crash",
+            *space_args,
+            "--trials",
+            "2",
+            "--data",
+            str(imdb_npz),
+            "--limit",
+            "300",
+            "--max-epochs",
+            "1",
+            "--seed",
+            "5",
+            "--quiet",
+            "--format",
+            "json",
+        ],
         env,
     )
     assert first.returncode == 0, first.stderr[-2000:]
@@ -213,9 +265,28 @@ def test_resume_trials_means_total_and_add_means_more(tmp_path, imdb_npz):
 def _start_slow_run(tmp_path, imdb_npz):
     env, space_args = _setup(tmp_path, batch=4)
     proc = subprocess.Popen(
-        [EXE, "run", "--study", "crash", *space_args, "--trials", str(TRIALS), "--data",
-         str(imdb_npz), "--limit", "2000", "--max-epochs", str(EPOCHS), "--seed", "5", "--quiet"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            EXE,
+            "run",
+            "--study",
+            "crash",
+            *space_args,
+            "--trials",
+            str(TRIALS),
+            "--data",
+            str(imdb_npz),
+            "--limit",
+            "2000",
+            "--max-epochs",
+            str(EPOCHS),
+            "--seed",
+            "5",
+            "--quiet",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     db = tmp_path / "study.db"
     deadline = time.monotonic() + 240

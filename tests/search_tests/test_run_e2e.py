@@ -1,4 +1,4 @@
-"""End to end: `rnnsearch run` on a 500-review IMDB slice, then the query commands on its database."""
+"""End to end: `rnnsearch run` on a 500-review IMDB slice, then the query commands on its study."""
 
 from __future__ import annotations
 
@@ -41,9 +41,28 @@ def study_db(tmp_path_factory, imdb_npz: Path):
     space.write_text(TINY_SPACE)
     url = f"sqlite:///{root / 'study.db'}"
     result = invoke(
-        "run", "--study", "imdb-e2e", "--space", str(space), "--engine", "optuna",
-        "--trials", "3", "--data", str(imdb_npz), "--limit", "500", "--max-epochs", "2",
-        "--seed", "11", "--storage", url, "--quiet", "--format", "json",
+        "run",
+        "--study",
+        "imdb-e2e",
+        "--space",
+        str(space),
+        "--engine",
+        "optuna",
+        "--trials",
+        "3",
+        "--data",
+        str(imdb_npz),
+        "--limit",
+        "500",
+        "--max-epochs",
+        "2",
+        "--seed",
+        "11",
+        "--storage",
+        url,
+        "--quiet",
+        "--format",
+        "json",
     )
     assert result.exit_code == 0, result.output
     return {"url": url, "path": root / "study.db", "space": space, "run": json.loads(result.stdout)}
@@ -76,7 +95,9 @@ def test_run_leaves_three_finished_trials_with_epoch_rows(study_db):
 
 
 def test_best_json_returns_top_trial_with_all_parameters(study_db):
-    result = invoke("best", "imdb-e2e", "--top", "3", "--format", "json", "--storage", study_db["url"])
+    result = invoke(
+        "best", "imdb-e2e", "--top", "3", "--format", "json", "--storage", study_db["url"]
+    )
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
@@ -97,7 +118,9 @@ def test_optuna_loads_the_same_study(study_db):
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert complete
     assert study.best_value == pytest.approx(
-        json.loads(invoke("best", "imdb-e2e", "--format", "json", "--storage", study_db["url"]).stdout)[0]["value"]
+        json.loads(
+            invoke("best", "imdb-e2e", "--format", "json", "--storage", study_db["url"]).stdout
+        )[0]["value"]
     )
     # every epoch was reported to Optuna as an intermediate value
     assert all(len(t.intermediate_values) >= 1 for t in study.trials)
@@ -146,7 +169,16 @@ def test_second_run_adds_trials_to_the_same_study(study_db):
     url = study_db["url"]
     before = json.loads(invoke("trials", "imdb-e2e", "--format", "json", "--storage", url).stdout)
     result = invoke(
-        "run", "--study", "imdb-e2e", "--trials", "1", "--storage", url, "--quiet", "--format", "json",
+        "run",
+        "--study",
+        "imdb-e2e",
+        "--trials",
+        "1",
+        "--storage",
+        url,
+        "--quiet",
+        "--format",
+        "json",
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -164,8 +196,16 @@ def test_second_run_adds_trials_to_the_same_study(study_db):
 
 def test_run_refuses_other_data_on_existing_study(study_db, tmp_path: Path):
     result = invoke(
-        "run", "--study", "imdb-e2e", "--trials", "1", "--data", "imdb", "--storage",
-        study_db["url"], "--quiet",
+        "run",
+        "--study",
+        "imdb-e2e",
+        "--trials",
+        "1",
+        "--data",
+        "imdb",
+        "--storage",
+        study_db["url"],
+        "--quiet",
     )
     assert result.exit_code == 2
     assert "not comparable" in result.stderr
@@ -178,8 +218,16 @@ def test_offline_imdb_says_how_to_pass_a_local_copy(tmp_path: Path, monkeypatch)
 
     monkeypatch.setattr(data, "IMDB_ORIGIN", "http://127.0.0.1:9/imdb.npz")
     result = invoke(
-        "run", "--study", "x", "--data", "imdb", "--trials", "1", "--quiet",
-        "--storage", f"sqlite:///{tmp_path / 'x.db'}",
+        "run",
+        "--study",
+        "x",
+        "--data",
+        "imdb",
+        "--trials",
+        "1",
+        "--quiet",
+        "--storage",
+        f"sqlite:///{tmp_path / 'x.db'}",
     )
     assert result.exit_code == 2, result.output
     [line] = result.stderr.strip().splitlines()

@@ -32,8 +32,13 @@ def _env(tmp_path: Path) -> dict:
 
 
 def _trials(env) -> list[dict]:
-    out = subprocess.run([EXE, "trials", "w", "--format", "json"], env=env, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [EXE, "trials", "w", "--format", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -42,10 +47,33 @@ def test_two_training_workers_finish_a_study(tmp_path, imdb_npz):
     (tmp_path / "s.toml").write_text(SPACE)
     env = _env(tmp_path)
     run = subprocess.run(
-        [EXE, "run", "--study", "w", "--space", str(tmp_path / "s.toml"), "--trials", "4",
-         "--workers", "2", "--data", str(imdb_npz), "--limit", "300", "--max-epochs", "2",
-         "--seed", "1", "--quiet", "--format", "json"],
-        env=env, capture_output=True, text=True, timeout=600,
+        [
+            EXE,
+            "run",
+            "--study",
+            "w",
+            "--space",
+            str(tmp_path / "s.toml"),
+            "--trials",
+            "4",
+            "--workers",
+            "2",
+            "--data",
+            str(imdb_npz),
+            "--limit",
+            "300",
+            "--max-epochs",
+            "2",
+            "--seed",
+            "1",
+            "--quiet",
+            "--format",
+            "json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert json.loads(run.stdout)["finished"] == 4
@@ -60,15 +88,34 @@ def test_killed_workers_trials_are_taken_over(tmp_path, imdb_npz):
     (tmp_path / "s.toml").write_text(SPACE)
     env = _env(tmp_path)
     first = subprocess.run(
-        [EXE, "run", "--study", "w", "--space", str(tmp_path / "s.toml"), "--trials", "3",
-         "--data", str(imdb_npz), "--limit", "300", "--max-epochs", "2", "--seed", "1",
-         "--quiet"],
-        env={**env, "RNNSEARCH_KILL_AT": "trial-started@1"}, capture_output=True, text=True,
+        [
+            EXE,
+            "run",
+            "--study",
+            "w",
+            "--space",
+            str(tmp_path / "s.toml"),
+            "--trials",
+            "3",
+            "--data",
+            str(imdb_npz),
+            "--limit",
+            "300",
+            "--max-epochs",
+            "2",
+            "--seed",
+            "1",
+            "--quiet",
+        ],
+        env={**env, "RNNSEARCH_KILL_AT": "trial-started@1"},
+        capture_output=True,
+        text=True,
         timeout=300,
     )
     assert first.returncode == -signal.SIGKILL
-    doomed = subprocess.Popen([EXE, "worker", "w", "--quiet"],
-                              env={**env, "RNNSEARCH_KILL_AT": "after-epoch@1"})
+    doomed = subprocess.Popen(
+        [EXE, "worker", "w", "--quiet"], env={**env, "RNNSEARCH_KILL_AT": "after-epoch@1"}
+    )
     survivor = subprocess.Popen([EXE, "worker", "w", "--quiet"], env=env)
     assert doomed.wait(timeout=300) == -signal.SIGKILL
     assert survivor.wait(timeout=600) == 0
@@ -77,7 +124,8 @@ def test_killed_workers_trials_are_taken_over(tmp_path, imdb_npz):
     interrupted = [t for t in trials if t["state"] == "interrupted"]
     assert len(finished) == 3
     assert len(interrupted) == 2  # the first run's trial and the doomed worker's
-    taken_over = sorted(t["extra"]["resumed_from_trial"] for t in finished
-                        if "resumed_from_trial" in t["extra"])
+    taken_over = sorted(
+        t["extra"]["resumed_from_trial"] for t in finished if "resumed_from_trial" in t["extra"]
+    )
     assert taken_over == sorted(t["number"] for t in interrupted)
     assert not [t for t in trials if t["state"] in ("running", "waiting")]

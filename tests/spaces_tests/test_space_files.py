@@ -157,7 +157,8 @@ def test_start_points_are_the_active_searched_values():
     from spaces.loader import parse_space_text
 
     space = parse_space_text(
-        '[dimensions]\ncell = { choice = ["gru", "lstm"] }\nbidirectional = { choice = [false, true] }\n'
+        '[dimensions]\ncell = { choice = ["gru", "lstm"] }\n'
+        "bidirectional = { choice = [false, true] }\n"
         'merge_mode = { choice = ["sum", "concat"], when = { bidirectional = [true] } }\n'
         "maxlen = 100\n"
         '[[start]]\ncell = "gru"\nbidirectional = false\n'
@@ -172,7 +173,8 @@ def test_start_points_are_the_active_searched_values():
     assert (
         space.fingerprint
         == parse_space_text(
-            '[dimensions]\ncell = { choice = ["gru", "lstm"] }\nbidirectional = { choice = [false, true] }\n'
+            '[dimensions]\ncell = { choice = ["gru", "lstm"] }\n'
+            "bidirectional = { choice = [false, true] }\n"
             'merge_mode = { choice = ["sum", "concat"], when = { bidirectional = [true] } }\n'
             "maxlen = 100\n",
             "t.toml",

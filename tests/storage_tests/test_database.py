@@ -29,18 +29,30 @@ def _add_trial(db, study, sid, *, value, epochs, seconds, state="complete", cell
     trial = study.ask(dist)
     tid = db.optuna_storage.get_trial_id_from_study_id_trial_number(sid, trial.number)
     db.record_trial_info(
-        trial_id=tid, study_id=sid, number=trial.number, engine="optuna",
-        config={"cell": cell, "units": 8}, status="running",
+        trial_id=tid,
+        study_id=sid,
+        number=trial.number,
+        engine="optuna",
+        config={"cell": cell, "units": 8},
+        status="running",
     )
     for e in range(1, epochs + 1):
         db.record_epoch(
-            trial_id=tid, study_id=sid, epoch=e, seconds=1.0,
+            trial_id=tid,
+            study_id=sid,
+            epoch=e,
+            seconds=1.0,
             metrics={"loss": 1.0 / e, "accuracy": 0.5, "val_loss": 0.9, "val_accuracy": value},
         )
         trial.report(value, e)
     db.record_trial_info(
-        trial_id=tid, study_id=sid, number=trial.number, engine="optuna",
-        config={"cell": cell, "units": 8}, status=state, wall_seconds=seconds,
+        trial_id=tid,
+        study_id=sid,
+        number=trial.number,
+        engine="optuna",
+        config={"cell": cell, "units": 8},
+        status=state,
+        wall_seconds=seconds,
     )
     if state == "complete":
         study.tell(trial, value)
@@ -105,8 +117,14 @@ def test_studies_lists_counts_and_config(storage_url):
     study, sid = _make_study(db, "alpha")
     db.save_study_config(
         StudyConfig(
-            name="alpha", study_id=sid, engine="optuna", space_name="default",
-            space_json="{}", data={"source": "imdb"}, seed=7, target_trials=5,
+            name="alpha",
+            study_id=sid,
+            engine="optuna",
+            space_name="default",
+            space_json="{}",
+            data={"source": "imdb"},
+            seed=7,
+            target_trials=5,
         )
     )
     _add_trial(db, study, sid, value=0.6, epochs=1, seconds=1)
@@ -135,7 +153,11 @@ def test_interrupted_trials_are_reported_as_such(storage_url):
     n = _add_trial(db, study, sid, value=0.5, epochs=1, seconds=1, state="failed")
     tid = db.optuna_storage.get_trial_id_from_study_id_trial_number(sid, n)
     db.record_trial_info(
-        trial_id=tid, study_id=sid, number=n, engine="optuna", config={"cell": "lstm"},
+        trial_id=tid,
+        study_id=sid,
+        number=n,
+        engine="optuna",
+        config={"cell": "lstm"},
         status="interrupted",
     )
     assert [t.state for t in db.trials("s")] == ["interrupted"]

@@ -47,8 +47,14 @@ def test_four_workers_run_exactly_the_target(storage_url):
     sid = db.study_id("par")
     db.save_study_config(
         StudyConfig(
-            name="par", study_id=sid, engine="optuna", space_name="stand-in", space_json="{}",
-            data={"source": "none"}, seed=0, target_trials=TARGET,
+            name="par",
+            study_id=sid,
+            engine="optuna",
+            space_name="stand-in",
+            space_json="{}",
+            data={"source": "none"},
+            seed=0,
+            target_trials=TARGET,
         )
     )
     ctx = mp.get_context("spawn")
