@@ -121,6 +121,33 @@ def before_space(tmp: str) -> str:
     return str(path)
 
 
+def epoch_curve(db_path: Path, started: float) -> list[dict]:
+    """Best validation accuracy so far after each epoch of any trial, by wall-clock time.
+
+    Epochs, not finished trials, as the plain script logs them: the same clock for both.
+    """
+    import sqlite3
+    from datetime import timezone
+
+    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as conn:
+        rows = conn.execute(
+            "select e.recorded_at, e.val_accuracy, t.number from rnnsearch_epochs e "
+            "join rnnsearch_trials t on t.trial_id = e.trial_id "
+            "where e.val_accuracy is not null order by e.recorded_at"
+        ).fetchall()
+    from datetime import datetime
+
+    curve, best = [], 0.0
+    for recorded_at, value, number in rows:
+        when = datetime.fromisoformat(recorded_at).replace(tzinfo=timezone.utc).timestamp()
+        if value > best:
+            best = value
+            curve.append(
+                {"t": round(when - started, 1), "best_val_accuracy": best, "trial": number}
+            )
+    return curve
+
+
 def run_rnnsearch(budget: float, limit: int, tmp: str, before: bool = False) -> dict:
     url = f"sqlite:///{tmp}/tta{'-before' if before else ''}.db"
     space = before_space(tmp) if before else "default"
@@ -171,14 +198,8 @@ def run_rnnsearch(budget: float, limit: int, tmp: str, before: bool = False) -> 
                 proc.wait()
     from storage import StudyDatabase
 
+    curve = epoch_curve(Path(url.removeprefix("sqlite:///")), started)
     db = StudyDatabase(url, create=False)
-    curve, best = [], 0.0
-    for t in db.trials("tta"):
-        if t.state == "complete" and t.finished_at is not None and t.value is not None:
-            when = t.finished_at.timestamp() - started
-            if t.value > best:
-                best = t.value
-                curve.append({"t": round(when, 1), "best_val_accuracy": best, "trial": t.number})
     top = db.best("tta", top=1)
     db.dispose()
     return {
