@@ -341,7 +341,10 @@ def run_optuna(db: StudyDatabase, req: Any, plan: Any, source: Any, observer: An
                 data_fingerprint=prepared.fingerprint,
                 param_count=int(model.count_params()),
             )
+            fit_started = time.perf_counter()
             fit(model, prepared, cfg, reporter, initial_epoch=initial_epoch)
+            # Time inside Keras' fit (epochs plus its own set-up and tear-down), for overhead.
+            fit_seconds = round(time.perf_counter() - fit_started, 3)
         except TrialFailed as exc:
             _finish(
                 db,
@@ -395,7 +398,7 @@ def run_optuna(db: StudyDatabase, req: Any, plan: Any, source: Any, observer: An
                 "pruned",
                 started,
                 reason=f"pruned by the median rule after epoch {len(reporter.history)}",
-                extra={"best_epoch": best_epoch},
+                extra={"best_epoch": best_epoch, "fit_seconds": fit_seconds},
             )
             raise optuna.TrialPruned(f"pruned after epoch {len(reporter.history)}")
         if not values:
@@ -409,7 +412,7 @@ def run_optuna(db: StudyDatabase, req: Any, plan: Any, source: Any, observer: An
             cfg,
             "complete",
             started,
-            extra={"best_epoch": best_epoch},
+            extra={"best_epoch": best_epoch, "fit_seconds": fit_seconds},
         )
         return max(values)
 
