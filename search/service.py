@@ -245,6 +245,11 @@ def plan_run(db: StudyDatabase, req: RunRequest, requested_space: Space | None) 
 def _check_engine_options(req: RunRequest, engine: str) -> None:
     """Refuse options the study's engine cannot honour, before any data is read."""
     if engine == "hyperband":
+        if req.join_only:
+            raise UsageError(
+                f"study {req.study!r} runs --engine hyperband, whose Keras Tuner oracle lives in "
+                "one process: `rnnsearch worker` cannot join it (use `rnnsearch resume`)"
+            )
         if (req.workers or 1) > 1:
             raise UsageError(
                 f"--workers {req.workers}: --engine hyperband runs one worker (Keras Tuner's "
