@@ -176,6 +176,13 @@ def test_mixing_engines_in_one_study_is_refused(hb_study, imdb_npz):
     assert len(lines) == 1 and "mixing engines" in lines[0] and "hyperband" in lines[0]
 
 
+def test_worker_cannot_join_a_hyperband_study(hb_study):
+    result = invoke("worker", "hb", "--storage", hb_study["url"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "cannot join" in lines[0]
+
+
 def test_finished_schedule_resumes_to_nothing_more(hb_study):
     before = len(hb_study["trials"])
     result = invoke(
