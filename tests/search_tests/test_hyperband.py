@@ -209,8 +209,6 @@ KILLS = [
     ("after-epoch@4", 1),
     # Right after the second trial finished and was recorded: nothing is cut.
     ("trial-finished@2", 0),
-    # As the third trial starts, before its first epoch.
-    ("trial-started@3", 1),
     # From outside, once four epochs are recorded: whatever runs then (an epoch, mostly).
     ("external", None),
 ]
