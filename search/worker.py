@@ -174,6 +174,37 @@ def recover_dead_trials(
     return recovered
 
 
+def record_study(
+    db: StudyDatabase,
+    study: Any,
+    study_id: int,
+    plan: Any,
+    source: Any,
+    options: dict[str, Any],
+    target: int | None,
+) -> None:
+    """Store what the study runs with (both engines); a new study also gets Optuna user attrs."""
+    db.save_study_config(
+        StudyConfig(
+            name=study.study_name,
+            study_id=study_id,
+            engine=plan.engine,
+            space_name=plan.space.name,
+            space_json=plan.space.to_json(),
+            data=source.description,
+            seed=plan.seed,
+            target_trials=target,
+            options=options,
+            created_at=plan.config.created_at if plan.config else None,
+        )
+    )
+    if not plan.existing:
+        study.set_user_attr("rnnsearch_engine", plan.engine)
+        study.set_user_attr("rnnsearch_space", plan.space.name)
+        study.set_user_attr("rnnsearch_seed", plan.seed)
+        study.set_user_attr("rnnsearch_data", source.description["source"])
+
+
 def run_optuna(db: StudyDatabase, req: Any, plan: Any, source: Any, observer: Any) -> int:
     """Run the Optuna engine until the study holds ``plan.target`` finished trials."""
     from search import tfenv
@@ -223,25 +254,8 @@ def run_optuna(db: StudyDatabase, req: Any, plan: Any, source: Any, observer: An
             "time_budget_s": time_budget,
         }
     )
-    db.save_study_config(
-        StudyConfig(
-            name=req.study,
-            study_id=study_id,
-            engine=plan.engine,
-            space_name=plan.space.name,
-            space_json=plan.space.to_json(),
-            data=source.description,
-            seed=plan.seed,
-            target_trials=plan.target,
-            options=options,
-            created_at=plan.config.created_at if plan.config else None,
-        )
-    )
+    record_study(db, study, study_id, plan, source, options, plan.target)
     if not plan.existing:
-        study.set_user_attr("rnnsearch_engine", plan.engine)
-        study.set_user_attr("rnnsearch_space", plan.space.name)
-        study.set_user_attr("rnnsearch_seed", plan.seed)
-        study.set_user_attr("rnnsearch_data", source.description["source"])
         # The space's known-good configurations run first and seed TPE's model.
         for point in plan.space.start_points():
             study.enqueue_trial(point, user_attrs={"rnnsearch_start_point": True})

@@ -35,7 +35,7 @@ import optuna  # noqa: E402
 from search.checkpoints import default_root  # noqa: E402
 from search.engines import kt_space, optuna_engine  # noqa: E402
 from search.errors import SearchError, UsageError  # noqa: E402
-from storage import StudyConfig, StudyDatabase  # noqa: E402
+from storage import StudyDatabase  # noqa: E402
 
 ENGINE = "hyperband"
 DEFAULT_FACTOR = 3
@@ -392,7 +392,7 @@ class _RecordingHyperband(kt.Hyperband):
 def run_hyperband(db: StudyDatabase, req: Any, plan: Any, source: Any, observer: Any) -> int:
     """Run (or resume) Keras Tuner's Hyperband on the study; return how many trials ran."""
     from search.service import library_versions
-    from search.worker import _owner, finished_count, recover_dead_trials
+    from search.worker import _owner, finished_count, record_study, recover_dead_trials
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = db.optuna_storage
@@ -441,25 +441,8 @@ def run_hyperband(db: StudyDatabase, req: Any, plan: Any, source: Any, observer:
             "kt_max_trials": max_trials,
         }
     )
-    db.save_study_config(
-        StudyConfig(
-            name=req.study,
-            study_id=study_id,
-            engine=ENGINE,
-            space_name=plan.space.name,
-            space_json=plan.space.to_json(),
-            data=source.description,
-            seed=plan.seed,
-            target_trials=target,
-            options=options,
-            created_at=plan.config.created_at if plan.config else None,
-        )
-    )
+    record_study(db, study, study_id, plan, source, options, target)
     if not plan.existing:
-        study.set_user_attr("rnnsearch_engine", ENGINE)
-        study.set_user_attr("rnnsearch_space", plan.space.name)
-        study.set_user_attr("rnnsearch_seed", plan.seed)
-        study.set_user_attr("rnnsearch_data", source.description["source"])
         study.set_user_attr("rnnsearch_kt_dir", kt_dir)
 
     def on_interrupted(study_: Any, frozen: Any, reason: str | None = None) -> None:
