@@ -67,7 +67,8 @@ def build(hp):
 class Log(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         with open(log_path, "a") as f:
-            f.write(json.dumps({"t": time.time() - start, "val_accuracy": float(logs["val_accuracy"]),
+            f.write(json.dumps({"t": time.time() - start, "epoch": epoch + 1,
+                                "val_accuracy": float(logs["val_accuracy"]),
                                 "hp": tuner_ref[0].oracle.ongoing_trials and
                                       {k: v for k, v in list(tuner_ref[0].oracle.ongoing_trials.values())[0].hyperparameters.values.items()
                                        if not k.startswith("tuner/")}}) + "\n")
@@ -82,36 +83,28 @@ tuner.search(x_train, y_train, validation_split=0.2, epochs=10,
 PLAIN_LOADER = PLAIN.split("def load_imdb")[1].split("(x_train, y_train), _")[0]
 PLAIN_LOADER = "def load_imdb" + PLAIN_LOADER
 
-RETRAIN = r"""
+PLAIN_RETRAIN = r"""
 import json, os, sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras, numpy as np
-npz, limit, epochs, kind, cfg = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], json.loads(sys.argv[5])
+npz, limit, epochs, cfg = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
 keras.utils.set_random_seed(0)
-if kind == "plain":
-    exec(PLAIN_LOADER)
-    (x, y), (xt, yt) = load_imdb(npz)
-    if limit:
-        idx = np.random.default_rng(0).permutation(len(x))[:limit]
-        x, y = x[idx], y[idx]
-    x, xt = keras.utils.pad_sequences(x, maxlen=500), keras.utils.pad_sequences(xt, maxlen=500)
-    cell = {"simple": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[cfg["cell"]]
-    model = keras.Sequential([keras.layers.Embedding(10000, 128), cell(cfg["units"]),
-                              keras.layers.Dense(1, activation="sigmoid")])
-    model.compile(keras.optimizers.Adam(cfg["lr"]), "binary_crossentropy", metrics=["accuracy"])
-else:
-    from search import tfenv
-    tfenv.quiet_import()
-    from search.data import load_source
-    from search.model import build_model
-    x, y, xt, yt, spec = load_source(npz, limit=limit or None).prepare_full(cfg)
-    model = build_model(cfg, spec)
-model.fit(x, y, epochs=epochs, batch_size=cfg.get("batch_size", 64) if kind != "plain" else 32, verbose=0)
+exec(PLAIN_LOADER)
+(x, y), (xt, yt) = load_imdb(npz)
 if limit:
+    idx = np.random.default_rng(0).permutation(len(x))[:limit]
+    x, y = x[idx], y[idx]
     # quick mode: the first `limit` test reviews (Keras' test order is already shuffled)
     xt, yt = xt[:limit], yt[:limit]
+x, xt = keras.utils.pad_sequences(x, maxlen=500), keras.utils.pad_sequences(xt, maxlen=500)
+cell = {"simple": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[cfg["cell"]]
+model = keras.Sequential([keras.layers.Embedding(10000, 128), cell(cfg["units"]),
+                          keras.layers.Dense(1, activation="sigmoid")])
+model.compile(keras.optimizers.Adam(cfg["lr"]), "binary_crossentropy", metrics=["accuracy"])
+model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
 loss, acc = model.evaluate(xt, yt, verbose=0)
-print(json.dumps({"test_accuracy": float(acc), "test_loss": float(loss)}))
+print(json.dumps({"test_accuracy": float(acc), "test_loss": float(loss), "epochs": epochs,
+                  "test_examples": int(len(yt))}))
 """
 
 
@@ -210,7 +203,22 @@ def run_rnnsearch(budget: float, limit: int, tmp: str, before: bool = False) -> 
         "curve": curve,
         "best_config": top[0].config if top else None,
         "best_epochs": top[0].extra.get("best_epoch") if top else None,
+        "test": retrain_rnnsearch(url, tmp, limit) if top else None,
     }
+
+
+def retrain_rnnsearch(url: str, tmp: str, limit: int) -> dict:
+    """`rnnsearch retrain` as a user runs it: the best trial, for its best epoch count, on the
+    whole training set (the study's slice with --quick), tested once on the test set."""
+    args = [RNNSEARCH, "retrain", "tta", "--storage", url, "--format", "json"]
+    args += ["--save", str(Path(tmp) / f"best-{abs(hash(url))}.keras")]
+    if limit:
+        args += ["--limit", str(limit)]
+    out = subprocess.run(args, capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"error": (out.stderr.strip().splitlines() or ["?"])[-1][:300]}
+    res = json.loads(out.stdout)
+    return {k: res[k] for k in ("test_accuracy", "test_loss", "epochs", "test_examples", "trial")}
 
 
 def run_plain(budget: float, limit: int, tmp: str) -> dict:
@@ -225,21 +233,23 @@ def run_plain(budget: float, limit: int, tmp: str) -> dict:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-    curve, best, best_hp = [], 0.0, None
+    curve, best, best_hp, best_epoch = [], 0.0, None, None
     for line in log.read_text().splitlines() if log.exists() else []:
         rec = json.loads(line)
         if rec["val_accuracy"] > best:
-            best, best_hp = rec["val_accuracy"], rec["hp"]
+            best, best_hp, best_epoch = rec["val_accuracy"], rec["hp"], rec.get("epoch")
             curve.append({"t": round(rec["t"], 1), "best_val_accuracy": best})
-    return {"curve": curve, "best_config": best_hp}
+    return {"curve": curve, "best_config": best_hp, "best_epochs": best_epoch}
 
 
-def retrain(kind: str, cfg: dict | None, limit: int, epochs: int) -> dict | None:
+def retrain_plain(cfg: dict | None, limit: int, epochs: int) -> dict | None:
+    """The plain script's winner retrained as its author would: same model, all training data,
+    for as many epochs as its best validation score took; tested on the test set."""
     if not cfg:
         return None
-    code = RETRAIN.replace("exec(PLAIN_LOADER)", PLAIN_LOADER.replace("\n", "\n    "))
+    code = PLAIN_RETRAIN.replace("exec(PLAIN_LOADER)", PLAIN_LOADER)
     out = subprocess.run(
-        [sys.executable, "-c", code, str(IMDB_NPZ), str(limit), str(epochs), kind, json.dumps(cfg)],
+        [sys.executable, "-c", code, str(IMDB_NPZ), str(limit), str(epochs), json.dumps(cfg)],
         capture_output=True,
         text=True,
     )
@@ -257,31 +267,43 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--budget", type=float, default=None, help="seconds per search")
     parser.add_argument("--threshold", type=float, default=0.87)
-    parser.add_argument("--retrain-epochs", type=int, default=None)
     parser.add_argument(
         "--before",
         action="store_true",
         help="also run rnnsearch as it was before the speed-ups (no start "
         "configurations, no bucketing) in the same budget",
     )
+    parser.add_argument(
+        "--skip-plain",
+        action="store_true",
+        help="do not run the plain Keras Tuner search (its figures come from an earlier run)",
+    )
+    parser.add_argument(
+        "--plain-config",
+        type=json.loads,
+        default=None,
+        help='retrain this plain configuration, e.g. \'{"cell": "lstm", "units": 480, "lr": '
+        '0.001, "epochs": 1}\', instead of the one the plain search finds (with --skip-plain: '
+        "an earlier run's winner, from its JSON)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     budget = args.budget or (60.0 if args.quick else 1200.0)
     limit = 2000 if args.quick else 0
-    retrain_epochs = args.retrain_epochs or (1 if args.quick else 3)
     with tempfile.TemporaryDirectory() as tmp:
         ours = run_rnnsearch(budget, limit, tmp)
-        plain = run_plain(budget, limit, tmp)
+        plain = (
+            {"curve": [], "best_config": None, "best_epochs": None, "skipped": True}
+            if args.skip_plain
+            else run_plain(budget, limit, tmp)
+        )
         old = run_rnnsearch(budget, limit, tmp, before=True) if args.before else None
-    ours["test"] = retrain(
-        "rnnsearch", ours["best_config"], limit, ours.get("best_epochs") or retrain_epochs
-    )
-    plain["test"] = retrain("plain", plain["best_config"], limit, retrain_epochs)
+    if args.plain_config:
+        plain["best_config"] = {k: v for k, v in args.plain_config.items() if k != "epochs"}
+        plain["best_epochs"] = args.plain_config.get("epochs", plain.get("best_epochs"))
+    plain["test"] = retrain_plain(plain["best_config"], limit, plain.get("best_epochs") or 1)
     results = [("rnnsearch", ours), ("plain-keras-tuner", plain)]
     if old is not None:
-        old["test"] = retrain(
-            "rnnsearch", old["best_config"], limit, old.get("best_epochs") or retrain_epochs
-        )
         results.append(("rnnsearch-before", old))
     rows = []
     for name, res in results:

@@ -105,6 +105,21 @@ class PreparedData:
         return self.spec.variable_length and self.len_train is not None
 
 
+@dataclass(frozen=True)
+class FullData:
+    """All training data and the test split of one configuration, for retraining: arrays padded
+    to ``spec.maxlen`` and each row's length after truncation (for batches by length)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    spec: InputSpec
+    len_train: np.ndarray
+    len_test: np.ndarray
+    padding: str = "pre"
+
+
 @dataclass
 class TokenSequences:
     """Ragged sequences as one flat array plus offsets (no per-row Python objects).
@@ -272,14 +287,21 @@ class DataSource:
             )
         return self._cache[key]
 
-    def prepare_full(
-        self, config: dict[str, Any]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, InputSpec]:
+    def prepare_full(self, config: dict[str, Any]) -> FullData:
         """All training data and the test split, for retraining a chosen configuration."""
         vocab, maxlen, padding = self._params(config)
-        x_train = pad(self._encode(self.train, vocab), maxlen, padding)
-        x_test = pad(self._encode(self.test, vocab), maxlen, padding)
-        return x_train, self.train.labels, x_test, self.test.labels, self.spec(config)
+        train = self._encode(self.train, vocab)
+        test = self._encode(self.test, vocab)
+        return FullData(
+            x_train=pad(train, maxlen, padding),
+            y_train=self.train.labels,
+            x_test=pad(test, maxlen, padding),
+            y_test=self.test.labels,
+            spec=self.spec(config),
+            len_train=np.minimum(train.lengths, maxlen),
+            len_test=np.minimum(test.lengths, maxlen),
+            padding=padding,
+        )
 
 
 def encode_vocab(

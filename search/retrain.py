@@ -114,20 +114,23 @@ def retrain(
     tfenv.quiet_import()
     import keras
 
+    from search.datasets.batching import evaluation_inputs, training_inputs
     from search.model import build_model
 
     cfg = dict(rec.config)
-    x_train, y_train, x_test, y_test, spec = source.prepare_full(cfg)
+    full = source.prepare_full(cfg)
+    x_train, y_train, y_test = full.x_train, full.y_train, full.y_test
+    # Batches by length when the search trained that way: the trial's validation score came
+    # from such batches, and a model trained on them is scored on them (test set included).
+    bucketing = full.spec.variable_length
+    batch_size = int(cfg["batch_size"])
     keras.backend.clear_session(free_memory=True)
     keras.utils.set_random_seed(((stored.seed or 0) + rec.number) % (2**32 - 1))
     started = time.perf_counter()
-    model = build_model(cfg, spec)
+    model = build_model(cfg, full.spec)
     history = model.fit(
-        x_train,
-        y_train,
-        batch_size=int(cfg["batch_size"]),
+        **training_inputs(x_train, y_train, full.len_train, batch_size, full.padding, bucketing),
         epochs=int(epochs),
-        shuffle=True,
         verbose=verbose,
         callbacks=[_stop_on_nan(keras)],
     )
@@ -139,7 +142,10 @@ def retrain(
             f"finite) on {len(y_train)} examples; nothing was recorded or saved (try another "
             "--trial or fewer --epochs)"
         )
-    loss, accuracy = model.evaluate(x_test, y_test, batch_size=512, verbose=0)
+    loss, accuracy = model.evaluate(
+        **evaluation_inputs(full.x_test, y_test, full.len_test, 512, full.padding, bucketing),
+        verbose=0,
+    )
     if not (math.isfinite(loss) and math.isfinite(accuracy)):
         raise SearchError(
             f"retraining trial {rec.number}: the test loss is not finite ({loss}); "

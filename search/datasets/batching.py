@@ -78,21 +78,49 @@ def length_batches_dataset(
 def fit_inputs(data: Any, batch_size: int) -> dict[str, Any]:
     """Keyword arguments of ``model.fit`` for prepared data: by-length batches when the data
     asks for bucketing, else the padded arrays shuffled as usual."""
-    if getattr(data, "bucketing", False):
+    bucketing = bool(getattr(data, "bucketing", False))
+    return {
+        **training_inputs(
+            data.x_train, data.y_train, data.len_train, batch_size, data.padding, bucketing
+        ),
+        "validation_data": (
+            length_batches_dataset(
+                data.x_val, data.y_val, data.len_val, batch_size, data.padding, seed=None
+            )
+            if bucketing
+            else (data.x_val, data.y_val)
+        ),
+    }
+
+
+def training_inputs(
+    x: np.ndarray,
+    y: np.ndarray,
+    lengths: np.ndarray | None,
+    batch_size: int,
+    padding: str,
+    bucketing: bool,
+) -> dict[str, Any]:
+    """``model.fit`` keyword arguments for training data, by length or padded and shuffled."""
+    if bucketing and lengths is not None:
         seed = int(np.random.randint(0, 2**31 - 1))  # follows keras.utils.set_random_seed
         return {
-            "x": length_batches_dataset(
-                data.x_train, data.y_train, data.len_train, batch_size, data.padding, seed=seed
-            ),
-            "validation_data": length_batches_dataset(
-                data.x_val, data.y_val, data.len_val, batch_size, data.padding, seed=None
-            ),
-            "shuffle": False,  # the batch order is drawn anew each epoch above
+            "x": length_batches_dataset(x, y, lengths, batch_size, padding, seed=seed),
+            "shuffle": False,  # the batch order is drawn anew each epoch
         }
-    return {
-        "x": data.x_train,
-        "y": data.y_train,
-        "validation_data": (data.x_val, data.y_val),
-        "batch_size": batch_size,
-        "shuffle": True,
-    }
+    return {"x": x, "y": y, "batch_size": batch_size, "shuffle": True}
+
+
+def evaluation_inputs(
+    x: np.ndarray,
+    y: np.ndarray,
+    lengths: np.ndarray | None,
+    batch_size: int,
+    padding: str,
+    bucketing: bool,
+) -> dict[str, Any]:
+    """``model.evaluate`` keyword arguments: the same batching the model was trained with, so
+    that a model trained on by-length batches is scored on them (validation and test alike)."""
+    if bucketing and lengths is not None:
+        return {"x": length_batches_dataset(x, y, lengths, batch_size, padding, seed=None)}
+    return {"x": x, "y": y, "batch_size": batch_size}

@@ -454,8 +454,8 @@ def test_binary_text_model_is_sigmoid_and_takes_any_length(tmp_path):
     fit(model, prepared, MODEL_CFG, rec)
     assert len(rec.epochs) == 1
     # the fixed-length arrays (retraining, export) go into the same model
-    x_train, y_train, x_test, y_test, spec = src.prepare_full(MODEL_CFG)
-    assert model.predict(x_test, verbose=0).shape == (len(y_test), 1)
+    full = src.prepare_full(MODEL_CFG)
+    assert model.predict(full.x_test, verbose=0).shape == (len(full.y_test), 1)
 
 
 class _Req:

@@ -377,7 +377,7 @@ def test_export_csv_to_stdout(study):
 # -- retrain (last: it records test metrics into the study) -------------------------------
 
 
-def test_retrain_saves_a_model_that_loads_and_predicts(study, tmp_path: Path):
+def test_retrain_saves_a_model_that_loads_and_predicts(study, tmp_path: Path, imdb_npz: Path):
     url = study["url"]
     best = ok_json("best", STUDY, "--format", "json", "--storage", url)[0]
     path = tmp_path / "winner.keras"
@@ -401,6 +401,20 @@ def test_retrain_saves_a_model_that_loads_and_predicts(study, tmp_path: Path):
     pred = model.predict(x, verbose=0)
     assert pred.shape == (4, 1) and np.all((pred >= 0) & (pred <= 1))
     assert model.count_params() == res["param_count"] == best["param_count"]
+
+    # The study trained on batches by length (the default), so the test set is scored the same
+    # way: the saved model on by-length test batches gives exactly the recorded test loss.
+    from search.data import load_source
+    from search.datasets.batching import evaluation_inputs
+
+    full = load_source(str(imdb_npz), options={"bucketing": True}).prepare_full(best["config"])
+    assert full.spec.variable_length and len(full.y_test) == res["test_examples"]
+    by_length = evaluation_inputs(
+        full.x_test, full.y_test, full.len_test, 512, full.padding, bucketing=True
+    )
+    loss, accuracy = model.evaluate(**by_length, verbose=0)
+    assert loss == pytest.approx(res["test_loss"], rel=1e-5)
+    assert accuracy == pytest.approx(res["test_accuracy"], abs=1e-6)
 
     shown = ok_json("best", STUDY, "--with-test", "--format", "json", "--storage", url)[0]
     assert shown["test_accuracy"] == pytest.approx(res["test_accuracy"])
