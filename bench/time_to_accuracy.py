@@ -169,6 +169,9 @@ def run_rnnsearch(budget: float, limit: int, tmp: str, before: bool = False) -> 
     ]
     if before:
         args.append("--no-bucketing")
+    else:
+        # end a trial one epoch after its best (the plain script has EarlyStopping too)
+        args += ["--patience", "1"]
     if limit:
         args += ["--limit", str(limit)]
     started = time.time()

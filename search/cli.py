@@ -174,6 +174,14 @@ def run(
     max_epochs: Annotated[
         int | None, typer.Option("--max-epochs", help="Epochs per trial at most (default 5).")
     ] = None,
+    patience: Annotated[
+        int | None,
+        typer.Option(
+            "--patience",
+            help="End a trial once its validation accuracy has not improved for N epochs "
+            "(stored with the study; 0: off, the default).",
+        ),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of sampling and weights.")] = None,
     allow_space_change: Annotated[
         bool, typer.Option("--allow-space-change", help="Continue a study with a changed space.")
@@ -225,6 +233,7 @@ def run(
             data=data,
             limit=limit,
             max_epochs=max_epochs,
+            patience=patience,
             seed=seed,
             allow_space_change=allow_space_change,
             storage=storage,

@@ -70,6 +70,8 @@ class RunRequest:
     data: str | None = None
     limit: int | None = None
     max_epochs: int | None = None
+    #: Stop a trial once validation accuracy has not improved for this many epochs (0: never).
+    patience: int | None = None
     seed: int | None = None
     allow_space_change: bool = False
     resume_only: bool = False
@@ -144,6 +146,7 @@ class _Plan:
     max_epochs: int
     target: int
     existing: bool
+    patience: int | None = None
 
 
 def _load_space(name: str | None) -> Space | None:
@@ -179,6 +182,7 @@ def plan_run(db: StudyDatabase, req: RunRequest, requested_space: Space | None) 
             max_epochs=req.max_epochs or DEFAULT_MAX_EPOCHS,
             target=req.trials or DEFAULT_TRIALS,
             existing=False,
+            patience=req.patience or None,
         )
 
     if req.engine is not None and req.engine != stored.engine:
@@ -239,6 +243,9 @@ def plan_run(db: StudyDatabase, req: RunRequest, requested_space: Space | None) 
         max_epochs=req.max_epochs or stored.options.get("max_epochs", DEFAULT_MAX_EPOCHS),
         target=target,
         existing=True,
+        # --patience 0 turns early stopping off on a study that had it
+        patience=(req.patience if req.patience is not None else stored.options.get("patience"))
+        or None,
     )
 
 
@@ -257,6 +264,11 @@ def _check_engine_options(req: RunRequest, engine: str) -> None:
             )
         if req.time_budget:
             raise UsageError("--time-budget: not supported by --engine hyperband; use --trials")
+        if req.patience:
+            raise UsageError(
+                f"--patience {req.patience}: not supported by --engine hyperband (Hyperband "
+                "decides each trial's epochs itself); use --engine optuna"
+            )
         if req.hyperband_factor is not None and req.hyperband_factor < 2:
             raise UsageError(f"--factor {req.hyperband_factor}: expected an integer >= 2")
         if req.hyperband_iterations is not None and req.hyperband_iterations < 1:
@@ -281,6 +293,8 @@ def run_search(req: RunRequest, observer: Observer | None = None) -> RunSummary:
         ("--max-epochs", req.max_epochs),
     ):
         _check_positive(name, value)
+    if req.patience is not None and req.patience < 0:
+        raise UsageError(f"--patience {req.patience}: expected 0 (off) or a positive integer")
     if req.engine is not None and req.engine not in ENGINES:
         raise UsageError(f"--engine {req.engine}: expected one of {', '.join(ENGINES)}")
     # Validate the space before the database is touched: a bad file never creates a study.

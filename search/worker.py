@@ -105,6 +105,9 @@ class _Reporter:
     history: list[dict[str, float]]
     seconds: list[float]
     pruned: bool = False
+    #: Early stopping: epochs without a better validation accuracy before the trial ends.
+    patience: int | None = None
+    stopped_early: bool = False
 
     def epoch_done(self, model: Any, epoch: int, metrics: dict[str, float], seconds: float) -> bool:
         self.history.append(metrics)
@@ -130,11 +133,18 @@ class _Reporter:
         if epoch < self.epochs and self.trial.should_prune():
             self.pruned = True
             return True
+        if self.patience and epoch < self.epochs and self._epochs_since_best() >= self.patience:
+            self.stopped_early = True
+            return True
         return False
 
+    def _epochs_since_best(self) -> int:
+        values = [h.get("val_accuracy", float("-inf")) for h in self.history]
+        return len(values) - (values.index(max(values)) + 1)
+
     def replay(self, history: list[dict[str, float]], seconds: list[float]) -> bool:
-        """Record a restored checkpoint's epochs as this trial's; True if that prunes it."""
-        prune = False
+        """Record a restored checkpoint's epochs as this trial's; True if that prunes it (if
+        they exhaust its patience instead, ``stopped_early`` is set and the trial ends)."""
         for i, metrics in enumerate(history, start=1):
             sec = seconds[i - 1] if i - 1 < len(seconds) else None
             self.db.record_epoch(
@@ -146,8 +156,9 @@ class _Reporter:
             )
             self.history.append(metrics)
             self.seconds.append(sec if sec is not None else 0.0)
-            prune = self._report(i, metrics) or prune
-        return prune
+            if self._report(i, metrics):
+                break
+        return self.pruned
 
 
 def recover_dead_trials(
@@ -247,6 +258,7 @@ def run_optuna(db: StudyDatabase, req: Any, plan: Any, source: Any, observer: An
     options.update(
         {
             "max_epochs": plan.max_epochs,
+            "patience": plan.patience,
             "sampler": "TPESampler(multivariate, group)",
             "pruner": "MedianPruner(n_startup_trials=3, n_warmup_steps=1)",
             "checkpoint_dir": ckpt_root,
@@ -316,7 +328,16 @@ def run_optuna(db: StudyDatabase, req: Any, plan: Any, source: Any, observer: An
         keras.backend.clear_session(free_memory=True)
         keras.utils.set_random_seed((plan.seed + trial.number) % (2**32 - 1))
         reporter = _Reporter(
-            db, trial, trial_id, study_id, int(cfg["epochs"]), observer, checkpoints, [], []
+            db,
+            trial,
+            trial_id,
+            study_id,
+            int(cfg["epochs"]),
+            observer,
+            checkpoints,
+            [],
+            [],
+            patience=plan.patience,
         )
         initial_epoch = 0
         try:
@@ -356,7 +377,8 @@ def run_optuna(db: StudyDatabase, req: Any, plan: Any, source: Any, observer: An
                 param_count=int(model.count_params()),
             )
             fit_started = time.perf_counter()
-            fit(model, prepared, cfg, reporter, initial_epoch=initial_epoch)
+            if not reporter.stopped_early:  # a restored trial may have run out of patience
+                fit(model, prepared, cfg, reporter, initial_epoch=initial_epoch)
             # Time inside Keras' fit (epochs plus its own set-up and tear-down), for overhead.
             fit_seconds = round(time.perf_counter() - fit_started, 3)
         except TrialFailed as exc:
@@ -426,7 +448,11 @@ def run_optuna(db: StudyDatabase, req: Any, plan: Any, source: Any, observer: An
             cfg,
             "complete",
             started,
-            extra={"best_epoch": best_epoch, "fit_seconds": fit_seconds},
+            extra={
+                "best_epoch": best_epoch,
+                "fit_seconds": fit_seconds,
+                **({"stopped_early_at": len(reporter.history)} if reporter.stopped_early else {}),
+            },
         )
         return max(values)
 

@@ -1,0 +1,133 @@
+"""Early stopping of a trial (`run --patience N`): the rule on its own, then end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from search.cli import app
+from search.worker import _Reporter
+from storage import StudyDatabase
+
+SPACE = """
+name = "tiny-patience"
+description = "tiny GRUs with a learning rate high enough to overfit 300 reviews fast"
+
+[dimensions]
+cell = "gru"
+units = { low = 8, high = 16 }
+learning_rate = { low = 2e-2, high = 5e-2, log = true }
+vocab_size = 2000
+maxlen = 60
+embedding_dim = 8
+batch_size = 32
+"""
+
+
+class _Trial:
+    number = 0
+
+    def __init__(self) -> None:
+        self.reported: list[tuple[float, int]] = []
+
+    def report(self, value: float, step: int) -> None:
+        self.reported.append((value, step))
+
+    def should_prune(self) -> bool:
+        return False
+
+
+class _Nothing:
+    def __getattr__(self, name: str) -> Any:
+        return lambda *a, **k: None
+
+
+def reporter(patience: int | None, epochs: int = 10) -> _Reporter:
+    return _Reporter(
+        _Nothing(), _Trial(), 1, 1, epochs, _Nothing(), _Nothing(), [], [], patience=patience
+    )
+
+
+@pytest.mark.parametrize(
+    ("patience", "curve", "stops_after"),
+    [
+        (1, [0.6, 0.7, 0.65], 3),
+        (2, [0.6, 0.7, 0.65, 0.69], 4),
+        (2, [0.6, 0.7, 0.65, 0.71, 0.70, 0.72], None),  # each new best resets the count
+        (1, [0.6, 0.6], 2),  # an equal value is no improvement
+        (None, [0.9, 0.5, 0.4, 0.3], None),
+        (3, [0.5, 0.6, 0.6, 0.6, 0.6], 5),
+    ],
+)
+def test_patience_rule(patience, curve, stops_after):
+    rep = reporter(patience)
+    stopped = None
+    for epoch, value in enumerate(curve, start=1):
+        if rep.epoch_done(None, epoch, {"val_accuracy": value}, 1.0):
+            stopped = epoch
+            break
+    assert stopped == stops_after
+    assert rep.stopped_early == (stops_after is not None) and not rep.pruned
+
+
+def test_no_early_stop_on_the_last_epoch():
+    rep = reporter(1, epochs=3)
+    results = [rep.epoch_done(None, e, {"val_accuracy": v}, 1.0) for e, v in [(1, 0.7), (2, 0.75)]]
+    assert results == [False, False]
+    assert rep.epoch_done(None, 3, {"val_accuracy": 0.6}, 1.0) is False
+    assert not rep.stopped_early
+
+
+def test_replayed_epochs_that_ran_out_of_patience_end_the_trial():
+    rep = reporter(1)
+    pruned = rep.replay([{"val_accuracy": 0.8}, {"val_accuracy": 0.7}], [1.0, 1.0])
+    assert pruned is False and rep.stopped_early
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def test_run_with_patience_stops_trials_and_stores_the_setting(tmp_path: Path, imdb_npz: Path):
+    space = tmp_path / "s.toml"
+    space.write_text(SPACE)
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    result = invoke(
+        "run", "--study", "p", "--space", str(space), "--trials", "4", "--data", str(imdb_npz),
+        "--limit", "300", "--max-epochs", "8", "--patience", "1", "--seed", "2",
+        "--storage", url, "--quiet", "--format", "json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    db = StudyDatabase(url, create=False)
+    assert db.study_config("p").options["patience"] == 1
+    complete = [t for t in db.trials("p") if t.state == "complete"]
+    assert complete
+    stopped = 0
+    for t in complete:
+        values = [e.val_accuracy for e in db.epochs(t.trial_id)]
+        assert len(values) == t.epochs
+        best = values.index(max(values)) + 1
+        if t.epochs < 8:
+            # ended exactly one epoch after its best, and says so
+            stopped += 1
+            assert t.epochs == best + 1 and t.extra["stopped_early_at"] == t.epochs
+        else:
+            # ran to the end: no epoch before the last failed to improve on the best so far
+            assert all(values[i] > max(values[:i]) for i in range(1, 7))
+            assert "stopped_early_at" not in t.extra
+        assert t.extra["best_epoch"] == best
+    assert stopped >= 1, "a learning rate of 2e-2..5e-2 on 240 reviews should overfit by epoch 8"
+    db.dispose()
+
+    # Hyperband decides epochs itself: --patience is refused before anything is touched.
+    refused = invoke(
+        "run", "--study", "hb", "--engine", "hyperband", "--patience", "2", "--data",
+        str(imdb_npz), "--storage", url, "--quiet",
+    )  # fmt: skip
+    assert refused.exit_code == 2
+    assert "--patience 2: not supported by --engine hyperband" in refused.stderr
+    bad = invoke("run", "--study", "p", "--patience", "-1", "--storage", url, "--quiet")
+    assert bad.exit_code == 2 and "--patience -1: expected 0 (off)" in bad.stderr
