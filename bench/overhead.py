@@ -35,9 +35,18 @@ batch_size = 64
 """
 
 
-def service_overhead(trials: int, limit: int, epochs: int) -> dict:
+def service_overhead(trials: int, limit: int, epochs: int, *, freeze: bool = True) -> dict:
+    """``freeze=False``: as before this round, the garbage collector scanning every object of
+    TensorFlow, Keras and Optuna at each trial's ``clear_session(free_memory=True)``."""
+    import contextlib
+
+    from search import tfenv
     from search.service import RunRequest, run_search
     from storage import StudyDatabase
+
+    saved = tfenv.startup_objects_frozen
+    if not freeze:
+        tfenv.startup_objects_frozen = contextlib.nullcontext
 
     with tempfile.TemporaryDirectory() as tmp:
         space = Path(tmp) / "s.toml"
@@ -55,6 +64,7 @@ def service_overhead(trials: int, limit: int, epochs: int) -> dict:
                 seed=0,
             )
         )
+        tfenv.startup_objects_frozen = saved
         db = StudyDatabase(url)
         rows = []
         for t in db.trials("o"):
@@ -66,6 +76,7 @@ def service_overhead(trials: int, limit: int, epochs: int) -> dict:
     share_epochs = [(w - e) / w for w, e, _ in rows]
     share_fit = [(w - f) / w for w, _, f in rows]
     return {
+        "mode": "after" if freeze else "before (no gc.freeze)",
         "trials": len(rows),
         "mean_trial_s": statistics.mean(w for w, _, _ in rows),
         "mean_overhead_s": statistics.mean(w - f for w, _, f in rows),
@@ -235,14 +246,17 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     trials, limit, epochs, n = (4, 1000, 1, 1000) if args.quick else (10, 5000, 2, 10_000)
+    service_overhead(1, limit, 1)  # warm-up: TensorFlow's first graphs, the data's arrays
+    before = service_overhead(trials, limit, epochs, freeze=False)
     over = service_overhead(trials, limit, epochs)
-    print(table(list(over), [list(over.values())]))
+    print(table(list(over), [list(before.values()), list(over.values())]))
     lat = best_latency(n)
     print(table(list(lat), [list(lat.values())]))
     path = write_result(
         "overhead-quick" if args.quick else "overhead",
         {
             "overhead": over,
+            "overhead_before": before,
             "best_latency": lat,
             "targets": {"overhead_share": 0.02, "best_ms": 300},
         },

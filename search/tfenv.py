@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 _done = False
 
@@ -41,3 +43,23 @@ def quiet_import() -> None:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+@contextmanager
+def startup_objects_frozen() -> Iterator[None]:
+    """Take every object alive now out of the garbage collector's view while the block runs.
+
+    After TensorFlow, Keras and Optuna are imported the collector tracks about 300,000 objects
+    that live as long as the process; the full collection that frees each trial's model
+    (``clear_session(free_memory=True)``) scanned them all, 0.15 s per trial on 2 cores. Frozen
+    (``gc.freeze``), it scans only what trials create. They are handed back on the way out, so a
+    caller that keeps working in the process (a notebook, the tests) collects as before.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()

@@ -471,17 +471,18 @@ def run_optuna(db: StudyDatabase, req: Any, plan: Any, source: Any, observer: An
     workers = int(getattr(req, "workers", None) or 1)
     if workers > 1:
         return spawn_workers(db, req.study, study_id, workers, observer)
-    return run_loop(
-        db,
-        study,
-        study_id,
-        objective,
-        observer=observer,
-        time_budget=time_budget,
-        callbacks=[after_trial],
-        # Another local worker killed mid-trial is noticed before this one's next trial.
-        before_trial=lambda: recover_dead_trials(db, study, study_id, on_interrupted),
-    )
+    with tfenv.startup_objects_frozen():
+        return run_loop(
+            db,
+            study,
+            study_id,
+            objective,
+            observer=observer,
+            time_budget=time_budget,
+            callbacks=[after_trial],
+            # Another local worker killed mid-trial is noticed before this one's next trial.
+            before_trial=lambda: recover_dead_trials(db, study, study_id, on_interrupted),
+        )
 
 
 def threads_per_worker(workers: int) -> int:

@@ -30,7 +30,7 @@ def _run(script: str, *args: str) -> dict:
 
 def test_overhead_quick():
     res = _run("overhead.py")
-    assert res["overhead"]["trials"] == 4
+    assert res["overhead"]["trials"] == res["overhead_before"]["trials"] == 4
     assert 0 < res["overhead"]["mean_overhead_s"] < res["overhead"]["mean_trial_s"]
     assert res["best_latency"]["trials"] == 1000 and res["best_latency"]["best_fn_ms_median"] > 0
 
