@@ -3,6 +3,9 @@
     python bench/time_to_accuracy.py                 # 20-minute budget each, full IMDB
     python bench/time_to_accuracy.py --budget 600    # another budget, in seconds
     python bench/time_to_accuracy.py --quick         # 60 s each on a 2,000-review slice
+    python bench/time_to_accuracy.py --before        # also rnnsearch as before issue 9
+    python bench/time_to_accuracy.py --skip-plain --plain-config \
+        '{"cell": "lstm", "units": 480, "lr": 0.001, "epochs": 1}'   # retrain a known plain winner
 
 Both searches get the same wall-clock budget on the same machine, one after the other, and are
 stopped when it runs out (rnnsearch with Ctrl-C, which it handles cleanly; Keras Tuner is killed).
@@ -10,8 +13,9 @@ The plain script is Keras Tuner as people write it today (see PLAIN below): Simp
 GRU; units 32-512 step 32; learning rate in {1e-2, 1e-3, 1e-4}; Embedding 128; maxlen 500;
 Hyperband max epochs 10, factor 3; EarlyStopping; validation_split 0.2. Reported: best validation
 accuracy over time, the time each first reaches the threshold (0.87), and the test accuracy of
-each one's best configuration retrained on the full training set and tested on the test set (with
---quick: the slice, and as many test reviews).
+each one's best configuration retrained on the full training set for the epochs its best
+validation score took, and tested on the test set (rnnsearch's through `rnnsearch retrain`; with
+--quick both train on the slice, and the plain one tests on as many test reviews).
 """
 
 from __future__ import annotations
@@ -108,13 +112,28 @@ print(json.dumps({"test_accuracy": float(acc), "test_loss": float(loss), "epochs
 """
 
 
-def before_space(tmp: str) -> str:
-    """The default space as it was before the improvements: no start configurations."""
-    from spaces.loader import builtin_text
+#: The default space before issue 9's changes: no head, maxlen, vocabulary or embedding choice,
+#: no start configurations. `--before` runs it without bucketing and without --patience.
+BEFORE_SPACE = """
+name = "default-before"
+description = "the default space before issue 9"
 
-    text = builtin_text("default").split("[[start]]")[0]
+[dimensions]
+cell = { choice = ["simple", "lstm", "gru"] }
+units = { low = 16, high = 256, log = true }
+bidirectional = { choice = [false, true] }
+dropout = { low = 0.0, high = 0.5 }
+learning_rate = { low = 1e-4, high = 1e-2, log = true }
+vocab_size = 10000
+maxlen = 200
+embedding_dim = 32
+batch_size = 64
+"""
+
+
+def before_space(tmp: str) -> str:
     path = Path(tmp) / "default-before.toml"
-    path.write_text(text)
+    path.write_text(BEFORE_SPACE)
     return str(path)
 
 
