@@ -54,7 +54,11 @@ def test_per_epoch_quick():
 def test_time_to_accuracy_quick():
     res = _run("time_to_accuracy.py", "--budget", "30")
     assert res["rnnsearch"]["curve"], "rnnsearch finished no trial in its budget"
-    assert res["rnnsearch"]["test"]["test_accuracy"] > 0
+    test = res["rnnsearch"]["test"]
+    # `rnnsearch retrain` of the best trial: the slice for training, the whole test set once
+    assert 0.5 < test["test_accuracy"] <= 1 and test["test_examples"] == 25_000
+    assert test["epochs"] == res["rnnsearch"]["best_epochs"]
+    assert 0 <= res["plain"]["test"]["test_accuracy"] <= 1
 
 
 def test_workers_quick():
