@@ -47,30 +47,31 @@ def service_overhead(trials: int, limit: int, epochs: int, *, freeze: bool = Tru
     saved = tfenv.startup_objects_frozen
     if not freeze:
         tfenv.startup_objects_frozen = contextlib.nullcontext
-
-    with tempfile.TemporaryDirectory() as tmp:
-        space = Path(tmp) / "s.toml"
-        space.write_text(SPACE)
-        url = f"sqlite:///{tmp}/o.db"
-        run_search(
-            RunRequest(
-                study="o",
-                storage=url,
-                space=str(space),
-                trials=trials,
-                data=str(IMDB_NPZ),
-                limit=limit,
-                max_epochs=epochs,
-                seed=0,
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            space = Path(tmp) / "s.toml"
+            space.write_text(SPACE)
+            url = f"sqlite:///{tmp}/o.db"
+            run_search(
+                RunRequest(
+                    study="o",
+                    storage=url,
+                    space=str(space),
+                    trials=trials,
+                    data=str(IMDB_NPZ),
+                    limit=limit,
+                    max_epochs=epochs,
+                    seed=0,
+                )
             )
-        )
+            db = StudyDatabase(url)
+            rows = []
+            for t in db.trials("o"):
+                epochs = sum(e.seconds or 0 for e in db.epochs(t.trial_id))
+                rows.append((t.duration_s, epochs, t.extra.get("fit_seconds", epochs)))
+            db.dispose()
+    finally:
         tfenv.startup_objects_frozen = saved
-        db = StudyDatabase(url)
-        rows = []
-        for t in db.trials("o"):
-            epochs = sum(e.seconds or 0 for e in db.epochs(t.trial_id))
-            rows.append((t.duration_s, epochs, t.extra.get("fit_seconds", epochs)))
-        db.dispose()
     # Two readings: outside the epochs (Keras' own set-up and tear-down of fit counted as
     # overhead), and outside the `fit` call (what rnnsearch itself adds around Keras).
     share_epochs = [(w - e) / w for w, e, _ in rows]

@@ -233,7 +233,7 @@ def retrain_rnnsearch(url: str, tmp: str, limit: int) -> dict:
     """`rnnsearch retrain` as a user runs it: the best trial, for its best epoch count, on the
     whole training set (the study's slice with --quick), tested once on the test set."""
     args = [RNNSEARCH, "retrain", "tta", "--storage", url, "--format", "json"]
-    args += ["--save", str(Path(tmp) / f"best-{abs(hash(url))}.keras")]
+    args += ["--save", str(Path(tmp) / f"{Path(url).stem}-best.keras")]
     if limit:
         args += ["--limit", str(limit)]
     out = subprocess.run(args, capture_output=True, text=True)

@@ -119,7 +119,6 @@ def retrain(
 
     cfg = dict(rec.config)
     full = source.prepare_full(cfg)
-    x_train, y_train, y_test = full.x_train, full.y_train, full.y_test
     # Batches by length when the search trained that way: the trial's validation score came
     # from such batches, and a model trained on them is scored on them (test set included).
     bucketing = full.spec.variable_length
@@ -129,7 +128,9 @@ def retrain(
     started = time.perf_counter()
     model = build_model(cfg, full.spec)
     history = model.fit(
-        **training_inputs(x_train, y_train, full.len_train, batch_size, full.padding, bucketing),
+        **training_inputs(
+            full.x_train, full.y_train, full.len_train, batch_size, full.padding, bucketing
+        ),
         epochs=int(epochs),
         verbose=verbose,
         callbacks=[_stop_on_nan(keras)],
@@ -139,11 +140,11 @@ def retrain(
     if bad is not None:
         raise SearchError(
             f"retraining trial {rec.number} diverged at epoch {bad + 1} (training loss not "
-            f"finite) on {len(y_train)} examples; nothing was recorded or saved (try another "
+            f"finite) on {len(full.y_train)} examples; nothing was recorded or saved (try another "
             "--trial or fewer --epochs)"
         )
     loss, accuracy = model.evaluate(
-        **evaluation_inputs(full.x_test, y_test, full.len_test, 512, full.padding, bucketing),
+        **evaluation_inputs(full.x_test, full.y_test, full.len_test, 512, full.padding, bucketing),
         verbose=0,
     )
     if not (math.isfinite(loss) and math.isfinite(accuracy)):
@@ -164,8 +165,8 @@ def retrain(
         extra={
             "retrain": {
                 "epochs": int(epochs),
-                "train_examples": int(len(y_train)),
-                "test_examples": int(len(y_test)),
+                "train_examples": int(len(full.y_train)),
+                "test_examples": int(len(full.y_test)),
                 "limit": limit,
                 "seconds": round(seconds, 3),
                 "saved": str(path.resolve()),
@@ -177,8 +178,8 @@ def retrain(
         trial=rec.number,
         trial_id=rec.trial_id,
         epochs=int(epochs),
-        train_examples=int(len(y_train)),
-        test_examples=int(len(y_test)),
+        train_examples=int(len(full.y_train)),
+        test_examples=int(len(full.y_test)),
         test_loss=float(loss),
         test_accuracy=float(accuracy),
         seconds=seconds,
