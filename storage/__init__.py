@@ -9,12 +9,20 @@ from storage.errors import (
     StorageURLError,
     StudyNotFoundError,
 )
-from storage.records import TRIAL_STATES, EpochRecord, StudyConfig, StudyRecord, TrialRecord
+from storage.records import (
+    TRIAL_STATES,
+    ArtefactRecord,
+    EpochRecord,
+    StudyConfig,
+    StudyRecord,
+    TrialRecord,
+)
 
 __all__ = [
     "DEFAULT_URL",
     "ENV_VAR",
     "TRIAL_STATES",
+    "ArtefactRecord",
     "EpochRecord",
     "NotAStudyDatabaseError",
     "StorageError",

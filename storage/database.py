@@ -18,6 +18,7 @@ import json
 import os
 import sqlite3
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from datetime import datetime, timezone
@@ -36,6 +37,7 @@ from sqlalchemy import (
     and_,
     cast,
     create_engine,
+    delete,
     event,
     func,
     inspect,
@@ -52,9 +54,9 @@ from storage.errors import (
     StorageURLError,
     StudyNotFoundError,
 )
-from storage.migrations import upgrade
-from storage.records import EpochRecord, StudyConfig, StudyRecord, TrialRecord
-from storage.schema import Base, EpochMetricRow, StudyConfigRow, TrialInfoRow
+from storage.migrations import UID_ATTR, upgrade
+from storage.records import ArtefactRecord, EpochRecord, StudyConfig, StudyRecord, TrialRecord
+from storage.schema import ArtefactRow, Base, EpochMetricRow, StudyConfigRow, TrialInfoRow
 
 if TYPE_CHECKING:
     import optuna
@@ -105,6 +107,13 @@ _o_params = Table(
     Column("param_name", String),
     Column("param_value", Float),
     Column("distribution_json", String),
+)
+_o_user_attrs = Table(
+    "study_user_attributes",
+    _optuna_meta,
+    Column("study_id", Integer),
+    Column("key", String),
+    Column("value_json", String),
 )
 _o_intermediate = Table(
     "trial_intermediate_values",
@@ -200,6 +209,7 @@ class StudyDatabase:
             self._check_sqlite_file(path, create=create)
         self._storage: optuna.storages.RDBStorage | None = None
         self._lock = threading.Lock()
+        self._uids: dict[int, str] = {}
         try:
             self.engine = self._make_engine()
             if path is None:
@@ -351,11 +361,55 @@ class StudyDatabase:
     def has_optuna_tables(self) -> bool:
         return "studies" in set(inspect(self.engine).get_table_names())
 
-    def save_study_config(self, config: StudyConfig) -> None:
+    # -- identity --------------------------------------------------------------------------
+
+    def _live_uid(self, s: Session, study_id: int) -> str | None:
+        """The identity the Optuna study ``study_id`` carries, or None (not rnnsearch's)."""
+        raw = s.execute(
+            select(_o_user_attrs.c.value_json).where(
+                _o_user_attrs.c.study_id == study_id, _o_user_attrs.c.key == UID_ATTR
+            )
+        ).scalar()
+        try:
+            value = json.loads(raw) if raw is not None else None
+        except ValueError:
+            return None
+        return value if isinstance(value, str) else None
+
+    def _study_uid(self, study_id: int) -> str | None:
+        """The live identity of a study (cached: it never changes while the study exists)."""
+        if study_id not in self._uids:
+            with self.session("cannot read") as s:
+                uid = self._live_uid(s, study_id)
+            if uid is None:
+                return None
+            self._uids[study_id] = uid
+        return self._uids[study_id]
+
+    @staticmethod
+    def _uid_is(column: Any, uid: str | None) -> Any:
+        return column.is_(None) if uid is None else column == uid
+
+    def save_study_config(self, config: StudyConfig) -> StudyConfig:
+        """Store a study's configuration; a new study gets its identity here (returned).
+
+        Rows left by a deleted study whose id the database reused are purged first.
+        """
+        with self.session("cannot write") as s:
+            live = self._live_uid(s, config.study_id)
+            row = s.get(StudyConfigRow, config.study_id)
+            if row is not None and (row.uid is None or row.uid != live):
+                s.delete(row)  # an orphan of a deleted study that had this id
+                s.flush()
+                row = None
+        uid = live or config.uid or str(uuid.uuid4())
+        if live is None:
+            self.optuna_storage.set_study_user_attr(config.study_id, UID_ATTR, uid)
+        self.purge_orphans()
         with self.session("cannot write") as s:
             row = s.get(StudyConfigRow, config.study_id)
             if row is None:
-                row = StudyConfigRow(study_id=config.study_id, created_at=_utcnow())
+                row = StudyConfigRow(study_id=config.study_id, uid=uid, created_at=_utcnow())
                 s.add(row)
             row.study_name = config.name
             row.engine = config.engine
@@ -365,14 +419,29 @@ class StudyDatabase:
             row.seed = config.seed
             row.target_trials = config.target_trials
             row.options = dict(config.options)
+            created = row.created_at
+        self._uids[config.study_id] = uid
+        return StudyConfig(
+            name=config.name,
+            study_id=config.study_id,
+            engine=config.engine,
+            space_name=config.space_name,
+            space_json=config.space_json,
+            data=dict(config.data),
+            seed=config.seed,
+            target_trials=config.target_trials,
+            options=dict(config.options),
+            created_at=created,
+            uid=uid,
+        )
 
     def study_config(self, name: str) -> StudyConfig | None:
         """What the study was started with, or None for a study rnnsearch did not create."""
         sid = self.study_id(name)
         with self.session("cannot read") as s:
             row = s.get(StudyConfigRow, sid)
-            if row is None:
-                return None
+            if row is None or row.uid is None or row.uid != self._live_uid(s, sid):
+                return None  # none, or an orphan of a deleted study whose id was reused
             return StudyConfig(
                 name=row.study_name,
                 study_id=row.study_id,
@@ -384,7 +453,110 @@ class StudyDatabase:
                 target_trials=row.target_trials,
                 options=dict(row.options or {}),
                 created_at=row.created_at,
+                uid=row.uid,
             )
+
+    def purge_orphans(self) -> list[ArtefactRecord]:
+        """Delete rnnsearch rows of studies that no longer exist (deleted by Optuna's CLI, say).
+
+        Returns the artefacts those studies had recorded, for the caller to remove; their rows
+        are deleted with the rest.
+        """
+        if not self.has_optuna_tables():
+            return []
+        with self.session("cannot write") as s:
+            live = {
+                sid: self._live_uid(s, sid)
+                for (sid,) in s.execute(select(_o_studies.c.study_id)).all()
+            }
+            live_uids = {u for u in live.values() if u is not None}
+            for row in s.scalars(select(StudyConfigRow)).all():
+                if row.uid is None or live.get(row.study_id) != row.uid:
+                    s.delete(row)
+            for table in (TrialInfoRow, EpochMetricRow):
+                s.execute(
+                    delete(table).where(
+                        table.study_uid.is_not(None), table.study_uid.not_in(live_uids or {""})
+                    )
+                )
+                # Rows without an identity belong to studies rnnsearch did not create; they
+                # are orphans once their study id is gone.
+                s.execute(
+                    delete(table).where(
+                        table.study_uid.is_(None), table.study_id.not_in(list(live) or [-1])
+                    )
+                )
+            gone = s.scalars(
+                select(ArtefactRow).where(ArtefactRow.study_uid.not_in(live_uids or {""}))
+            ).all()
+            records = [_artefact(r) for r in gone]
+            for r in gone:
+                s.delete(r)
+        return records
+
+    def delete_study(self, name: str) -> None:
+        """Delete the study: Optuna's rows and rnnsearch's (artefact records included)."""
+        sid = self.study_id(name)
+        uid = self._study_uid(sid)
+        try:
+            self.optuna_storage.delete_study(sid)
+        except SQLAlchemyError as exc:
+            raise self._error("cannot delete a study from", exc) from None
+        self._uids.pop(sid, None)
+        with self.session("cannot write") as s:
+            s.execute(delete(StudyConfigRow).where(StudyConfigRow.study_id == sid))
+            for table in (TrialInfoRow, EpochMetricRow):
+                s.execute(
+                    delete(table).where(table.study_id == sid, self._uid_is(table.study_uid, uid))
+                )
+            if uid is not None:
+                s.execute(delete(ArtefactRow).where(ArtefactRow.study_uid == uid))
+
+    # -- artefacts -------------------------------------------------------------------------
+
+    def record_artefact(
+        self,
+        study_uid: str,
+        kind: str,
+        path: str,
+        *,
+        trial_id: int | None = None,
+        lineage: int | None = None,
+    ) -> ArtefactRecord:
+        """Record a file or folder created for a study (once per path and kind)."""
+        with self.session("cannot write") as s:
+            row = s.scalars(
+                select(ArtefactRow).where(
+                    ArtefactRow.study_uid == study_uid,
+                    ArtefactRow.kind == kind,
+                    ArtefactRow.path == path,
+                )
+            ).first()
+            if row is None:
+                row = ArtefactRow(
+                    study_uid=study_uid,
+                    kind=kind,
+                    path=path,
+                    trial_id=trial_id,
+                    lineage=lineage,
+                    created_at=_utcnow(),
+                )
+                s.add(row)
+                s.flush()
+            return _artefact(row)
+
+    def artefacts(self, study_uid: str, kind: str | None = None) -> list[ArtefactRecord]:
+        with self.session("cannot read") as s:
+            query = select(ArtefactRow).where(ArtefactRow.study_uid == study_uid)
+            if kind is not None:
+                query = query.where(ArtefactRow.kind == kind)
+            return [_artefact(r) for r in s.scalars(query.order_by(ArtefactRow.id)).all()]
+
+    def forget_artefacts(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        with self.session("cannot write") as s:
+            s.execute(delete(ArtefactRow).where(ArtefactRow.id.in_(list(ids))))
 
     def claim_trial_slot(self, study_id: int) -> bool:
         """Atomically take one of the study's remaining trial slots; False when none is left.
@@ -431,6 +603,7 @@ class StudyDatabase:
     def state_counts(self, study: str) -> dict[str, int]:
         """Trials per rnnsearch state (interrupted split from failed), by SQL counts alone."""
         sid = self.study_id(study)
+        uid = self._study_uid(sid)
         with self.session("cannot read") as s:
             rows = s.execute(
                 select(cast(_o_trials.c.state, String), func.count())
@@ -439,7 +612,9 @@ class StudyDatabase:
             ).all()
             interrupted = s.execute(
                 select(func.count()).where(
-                    TrialInfoRow.study_id == sid, TrialInfoRow.status == "interrupted"
+                    TrialInfoRow.study_id == sid,
+                    TrialInfoRow.status == "interrupted",
+                    self._uid_is(TrialInfoRow.study_uid, uid),
                 )
             ).scalar_one()
         counts = {_OPTUNA_STATE.get(str(st), str(st).lower()): n for st, n in rows}
@@ -465,7 +640,11 @@ class StudyDatabase:
                     )
                 ).all()
             )
-            configs = {r.study_id: r for r in s.scalars(select(StudyConfigRow))}
+            configs = {
+                r.study_id: r
+                for r in s.scalars(select(StudyConfigRow))
+                if r.uid is not None and r.uid == self._live_uid(s, r.study_id)
+            }
             counts: dict[int, dict[str, int]] = {}
             for sid, state, n in s.execute(
                 select(_o_trials.c.study_id, _o_trials.c.state, func.count()).group_by(
@@ -473,13 +652,14 @@ class StudyDatabase:
                 )
             ):
                 counts.setdefault(sid, {})[_OPTUNA_STATE.get(str(state), str(state).lower())] = n
-            interrupted = dict(
-                s.execute(
-                    select(TrialInfoRow.study_id, func.count())
-                    .where(TrialInfoRow.status == "interrupted")
-                    .group_by(TrialInfoRow.study_id)
-                ).all()
-            )
+            interrupted: dict[int, int] = {}
+            for sid, uid, n in s.execute(
+                select(TrialInfoRow.study_id, TrialInfoRow.study_uid, func.count())
+                .where(TrialInfoRow.status == "interrupted")
+                .group_by(TrialInfoRow.study_id, TrialInfoRow.study_uid)
+            ):
+                if uid == self._live_uid(s, sid):  # rows of a deleted study are not counted
+                    interrupted[sid] = interrupted.get(sid, 0) + n
         out = []
         for sid, name in studies:
             direction = str(directions.get(sid, "MAXIMIZE")).lower()
@@ -539,12 +719,20 @@ class StudyDatabase:
         extra: Mapping[str, Any] | None = None,
     ) -> None:
         """Create or update a trial's rnnsearch row; fields given as None keep their value."""
+        uid = self._study_uid(study_id)
         with self.session("cannot write") as s:
             row = s.get(TrialInfoRow, trial_id)
+            if row is not None and (row.study_id != study_id or row.study_uid != uid):
+                # Left by a deleted study whose trial id the database reused: not this trial's.
+                s.execute(delete(EpochMetricRow).where(EpochMetricRow.trial_id == trial_id))
+                s.delete(row)
+                s.flush()
+                row = None
             if row is None:
                 row = TrialInfoRow(
                     trial_id=trial_id,
                     study_id=study_id,
+                    study_uid=uid,
                     number=number,
                     engine=engine,
                     config=dict(config),
@@ -589,11 +777,13 @@ class StudyDatabase:
             v = metrics.get(key)
             return None if v is None else float(v)
 
+        uid = self._study_uid(study_id)
         with self.session("cannot write") as s:
             row = s.get(EpochMetricRow, (trial_id, epoch))
             if row is None:
                 row = EpochMetricRow(trial_id=trial_id, epoch=epoch, study_id=study_id)
                 s.add(row)
+            row.study_uid = uid
             row.loss = num("loss")
             row.accuracy = num("accuracy")
             row.val_loss = num("val_loss")
@@ -631,10 +821,14 @@ class StudyDatabase:
             ]
 
     def epochs_by_trial(self, study_id: int) -> dict[int, list[EpochRecord]]:
+        uid = self._study_uid(study_id)
         with self.session("cannot read") as s:
             rows = s.scalars(
                 select(EpochMetricRow)
-                .where(EpochMetricRow.study_id == study_id)
+                .where(
+                    EpochMetricRow.study_id == study_id,
+                    self._uid_is(EpochMetricRow.study_uid, uid),
+                )
                 .order_by(EpochMetricRow.trial_id, EpochMetricRow.epoch)
             ).all()
         out: dict[int, list[EpochRecord]] = {}
@@ -653,6 +847,7 @@ class StudyDatabase:
     ) -> list[TrialRecord]:
         """Every trial of the study (or those of ``trial_ids``), in trial-number order."""
         sid = self.study_id(study)
+        uid = self._study_uid(sid)
         scope = _o_trials.c.study_id == sid
         if trial_ids is not None:
             scope = and_(scope, _o_trials.c.trial_id.in_(list(trial_ids)))
@@ -700,6 +895,7 @@ class StudyDatabase:
                 for r in s.scalars(
                     select(TrialInfoRow).where(
                         TrialInfoRow.study_id == sid,
+                        self._uid_is(TrialInfoRow.study_uid, uid),
                         *(
                             [TrialInfoRow.trial_id.in_(list(trial_ids))]
                             if trial_ids is not None
@@ -844,3 +1040,14 @@ def _external_param(internal: float, distribution_json: str) -> Any:
     if name in ("IntDistribution", "IntUniformDistribution", "IntLogUniformDistribution"):
         return int(internal)
     return float(internal)
+
+
+def _artefact(row: ArtefactRow) -> ArtefactRecord:
+    return ArtefactRecord(
+        id=row.id,
+        study_uid=row.study_uid,
+        kind=row.kind,
+        path=row.path,
+        trial_id=row.trial_id,
+        lineage=row.lineage,
+    )

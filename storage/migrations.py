@@ -2,15 +2,58 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Callable
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, text
 
 from storage.errors import StorageError
 from storage.schema import SCHEMA_VERSION, Base, MetaRow
 
+UID_ATTR = "rnnsearch_uid"
+
+
+def _add_identities(conn: Connection) -> None:
+    """1 -> 2: every study gets its identity; own rows carry it; artefacts get their table.
+
+    A configuration row whose Optuna study is gone, or now has another name (deleted and its id
+    reused), gets no identity: it is an orphan and is ignored from now on.
+    """
+    for table in ("rnnsearch_studies", "rnnsearch_trials", "rnnsearch_epochs"):
+        column = "uid" if table == "rnnsearch_studies" else "study_uid"
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} VARCHAR(36)"))
+    has_optuna = conn.dialect.has_table(conn, "studies")
+    rows = conn.execute(text("SELECT study_id, study_name FROM rnnsearch_studies")).all()
+    for sid, name in rows:
+        if not has_optuna:
+            continue
+        live = conn.execute(
+            text("SELECT study_name FROM studies WHERE study_id = :sid"), {"sid": sid}
+        ).scalar()
+        if live != name:
+            continue
+        uid = str(uuid.uuid4())
+        conn.execute(
+            text("UPDATE rnnsearch_studies SET uid = :uid WHERE study_id = :sid"),
+            {"uid": uid, "sid": sid},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO study_user_attributes (study_id, key, value_json) "
+                "VALUES (:sid, :key, :value)"
+            ),
+            {"sid": sid, "key": UID_ATTR, "value": json.dumps(uid)},
+        )
+        for table in ("rnnsearch_trials", "rnnsearch_epochs"):
+            conn.execute(
+                text(f"UPDATE {table} SET study_uid = :uid WHERE study_id = :sid"),
+                {"uid": uid, "sid": sid},
+            )
+
+
 #: MIGRATIONS[v] upgrades a database at schema version v to v + 1.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_identities}
 
 
 def current_version(conn: Connection) -> int | None:

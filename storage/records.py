@@ -34,6 +34,8 @@ class StudyConfig:
     target_trials: int | None
     options: dict[str, Any] = field(default_factory=dict)
     created_at: datetime | None = None
+    #: The study's identity, issued by the database once (None: assigned when first saved).
+    uid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,3 +86,15 @@ class StudyRecord:
         out = asdict(self)
         out["created_at"] = self.created_at.isoformat() if self.created_at else None
         return out
+
+
+@dataclass(frozen=True)
+class ArtefactRecord:
+    """A file or folder rnnsearch created for a study (checkpoints, a Keras Tuner project)."""
+
+    id: int
+    study_uid: str
+    kind: str
+    path: str
+    trial_id: int | None = None
+    lineage: int | None = None

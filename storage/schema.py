@@ -2,8 +2,11 @@
 
 They hold only what Optuna's schema cannot: several metrics per epoch, each trial's resolved
 configuration, wall time, data fingerprint and library versions, and each study's configuration.
-Rows are keyed by Optuna's ``study_id``/``trial_id``. There are no foreign keys to Optuna's tables,
-so ``optuna delete-study`` keeps working; orphaned rows are simply never joined.
+Rows are keyed by Optuna's ``study_id``/``trial_id`` and carry the study's identity, a UUID issued
+once per study (``rnnsearch_studies.uid``, also stored as the Optuna study's user attribute
+``rnnsearch_uid``). There are no foreign keys to Optuna's tables, so ``optuna delete-study`` keeps
+working; since SQLite then reuses the ids, rows whose identity is not a live study's are orphans:
+ignored by every read and removed when a study is created or deleted.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from sqlalchemy import JSON, DateTime, Float, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: Bump with a new entry in storage.migrations.MIGRATIONS whenever the tables below change.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class Base(DeclarativeBase):
@@ -32,6 +35,8 @@ class StudyConfigRow(Base):
     __tablename__ = "rnnsearch_studies"
 
     study_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: The study's identity (a UUID), issued once; artefact folders are named by it.
+    uid: Mapped[str | None] = mapped_column(String(36), nullable=True, unique=True)
     study_name: Mapped[str] = mapped_column(String(512), unique=True)
     engine: Mapped[str] = mapped_column(String(32))
     space_name: Mapped[str] = mapped_column(String(256))
@@ -51,6 +56,7 @@ class TrialInfoRow(Base):
 
     trial_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[int] = mapped_column(Integer, index=True)
+    study_uid: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     number: Mapped[int] = mapped_column(Integer)
     engine: Mapped[str] = mapped_column(String(32))
     config: Mapped[dict] = mapped_column(JSON)
@@ -74,9 +80,25 @@ class EpochMetricRow(Base):
     trial_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[int] = mapped_column(Integer)
+    study_uid: Mapped[str | None] = mapped_column(String(36), nullable=True)
     loss: Mapped[float | None] = mapped_column(Float, nullable=True)
     accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
     val_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
     val_accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
     seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     recorded_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class ArtefactRow(Base):
+    """A file or folder rnnsearch created for a study; only these are ever deleted by it."""
+
+    __tablename__ = "rnnsearch_artefacts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_uid: Mapped[str] = mapped_column(String(36), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    path: Mapped[str] = mapped_column(Text)
+    #: The trial (Optuna trial id) or lineage it belongs to, when it belongs to one.
+    trial_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    lineage: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
