@@ -9,11 +9,22 @@ from storage.errors import (
     StorageURLError,
     StudyNotFoundError,
 )
-from storage.records import TRIAL_STATES, EpochRecord, StudyConfig, StudyRecord, TrialRecord
+from storage.records import (
+    FINISHED_STATES,
+    SCORED_STATES,
+    TRIAL_STATES,
+    EpochRecord,
+    StudyConfig,
+    StudyRecord,
+    TrialRecord,
+    TrialState,
+)
 
 __all__ = [
     "DEFAULT_URL",
     "ENV_VAR",
+    "FINISHED_STATES",
+    "SCORED_STATES",
     "TRIAL_STATES",
     "EpochRecord",
     "NotAStudyDatabaseError",
@@ -24,5 +35,6 @@ __all__ = [
     "StudyNotFoundError",
     "StudyRecord",
     "TrialRecord",
+    "TrialState",
     "resolve_url",
 ]
