@@ -445,7 +445,7 @@ def report(
     def body() -> None:
         from pathlib import Path
 
-        from search.output import _csv, to_json
+        from search.output import csv_text, to_json
         from search.report import COMPARISON_COLUMNS, build_report, comparison_table
         from storage import StudyDatabase
 
@@ -456,7 +456,7 @@ def report(
             _echo(to_json(rep.to_dict()))
             return
         if fmt is Format.csv:
-            _echo(_csv(COMPARISON_COLUMNS, rows))
+            _echo(csv_text(COMPARISON_COLUMNS, rows))
             return
         _echo(comparison_table(rep.groups))
         for note in rep.notes:
@@ -548,7 +548,7 @@ def export(
 @spaces_app.command("list")
 def spaces_list(fmt: FormatOpt = Format.table) -> None:
     """The built-in spaces."""
-    from search.output import _csv, _table, to_json
+    from search.output import csv_text, table_text, to_json
     from spaces import builtin_names, load_space
 
     rows = []
@@ -558,9 +558,9 @@ def spaces_list(fmt: FormatOpt = Format.table) -> None:
     if fmt is Format.json:
         _echo(to_json([{"name": r[0], "searched": r[1], "description": r[2]} for r in rows]))
     elif fmt is Format.csv:
-        _echo(_csv(["name", "searched", "description"], rows))
+        _echo(csv_text(["name", "searched", "description"], rows))
     else:
-        _echo(_table(None, ["name", "searched", "description"], rows))
+        _echo(table_text(["name", "searched", "description"], rows))
 
 
 @spaces_app.command("show")

@@ -8,14 +8,11 @@ loads straight into a spreadsheet or pandas.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import math
 import statistics
 from collections.abc import Sequence
 from typing import Any
 
+from search.output import csv_text, finite, to_json
 from storage import EpochRecord, StudyDatabase, TrialRecord
 
 METRIC_COLUMNS = (
@@ -40,12 +37,6 @@ METRIC_COLUMNS = (
 )
 
 
-def _num(v: float | None) -> float | None:
-    if v is None or (isinstance(v, float) and (math.isnan(v) or math.isinf(v))):
-        return None
-    return v
-
-
 def trial_row(t: TrialRecord, curve: Sequence[EpochRecord]) -> dict[str, Any]:
     """One trial's metrics as a flat dict (keys: METRIC_COLUMNS)."""
     scored = [(e.val_accuracy, -e.epoch) for e in curve if e.val_accuracy is not None]
@@ -55,19 +46,19 @@ def trial_row(t: TrialRecord, curve: Sequence[EpochRecord]) -> dict[str, Any]:
     return {
         "trial": t.number,
         "state": t.state,
-        "value": _num(t.value),
+        "value": finite(t.value),
         "epochs_trained": t.epochs,
-        "duration_s": _num(t.duration_s),
+        "duration_s": finite(t.duration_s),
         "mean_epoch_s": statistics.fmean(seconds) if seconds else None,
-        "best_val_accuracy": _num(best[0]) if best else None,
+        "best_val_accuracy": finite(best[0]) if best else None,
         "best_epoch": -best[1] if best else None,
-        "final_loss": _num(last.loss) if last else None,
-        "final_accuracy": _num(last.accuracy) if last else None,
-        "final_val_loss": _num(last.val_loss) if last else None,
-        "final_val_accuracy": _num(last.val_accuracy) if last else None,
+        "final_loss": finite(last.loss) if last else None,
+        "final_accuracy": finite(last.accuracy) if last else None,
+        "final_val_loss": finite(last.val_loss) if last else None,
+        "final_val_accuracy": finite(last.val_accuracy) if last else None,
         "param_count": t.param_count,
-        "test_loss": _num(t.test_loss),
-        "test_accuracy": _num(t.test_accuracy),
+        "test_loss": finite(t.test_loss),
+        "test_accuracy": finite(t.test_accuracy),
         "started_at": t.started_at.isoformat() if t.started_at else None,
         "finished_at": t.finished_at.isoformat() if t.finished_at else None,
         "reason": t.reason,
@@ -86,33 +77,34 @@ def export_records(db: StudyDatabase, study: str) -> list[dict[str, Any]]:
         row["params"] = dict(t.params)
         row["config"] = dict(t.config)
         row["extra"] = dict(t.extra)
-        row["curve"] = [
-            {k: _num(v) if isinstance(v, float) else v for k, v in vars(e).items()} for e in curve
-        ]
+        row["curve"] = [{k: finite(v) for k, v in vars(e).items()} for e in curve]
         out.append(row)
     return out
 
 
-def to_json(records: Sequence[dict[str, Any]]) -> str:
-    return json.dumps(list(records), indent=2, allow_nan=False)
-
-
-def to_csv(records: Sequence[dict[str, Any]]) -> str:
+def config_columns(records: Sequence[dict[str, Any]]) -> list[str]:
+    """Every configuration key of ``records``, in first-seen order (the CSV's last columns)."""
     keys: list[str] = []
     for r in records:
         for k in r["config"]:
             if k not in keys:
                 keys.append(k)
-    headers = list(METRIC_COLUMNS) + keys
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(headers)
-    for r in records:
-        row = [r[c] for c in METRIC_COLUMNS] + [r["config"].get(k) for k in keys]
-        writer.writerow(["" if v is None else v for v in row])
-    return buf.getvalue()
+    return keys
+
+
+def export_csv(records: Sequence[dict[str, Any]]) -> str:
+    """One row per trial: ``METRIC_COLUMNS``, then one column per configuration key."""
+    keys = config_columns(records)
+    rows = [[r[c] for c in METRIC_COLUMNS] + [r["config"].get(k) for k in keys] for r in records]
+    return csv_text([*METRIC_COLUMNS, *keys], rows) + "\n"
+
+
+def export_json(records: Sequence[dict[str, Any]]) -> str:
+    """One object per trial, with ``params``, ``config``, ``extra`` and ``curve``."""
+    return to_json(list(records)) + "\n"
 
 
 def export_study(db: StudyDatabase, study: str, fmt: str) -> str:
+    """Every trial of ``study`` as CSV or JSON text (ending with a newline)."""
     records = export_records(db, study)
-    return to_csv(records) if fmt == "csv" else to_json(records) + "\n"
+    return export_csv(records) if fmt == "csv" else export_json(records)

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from storage import EpochRecord, StudyDatabase, TrialRecord
+from search.output import fixed_text, params_text, table_text, to_json
+from storage import SCORED_STATES, EpochRecord, StudyDatabase, TrialRecord, TrialState
 
-#: Trials that trained and have a validation accuracy: they enter the comparison.
-SCORED_STATES = ("complete", "pruned")
 GROUP_KEYS = ("cell", "bidirectional", "maxlen")
 COMPARISON_COLUMNS = (
     "cell",
@@ -126,7 +124,7 @@ def compare(
                 direction=direction,
                 maxlen=int(maxlen) if maxlen is not None else None,
                 trials=len(members),
-                pruned=sum(1 for t in members if t.state == "pruned"),
+                pruned=sum(1 for t in members if t.state == TrialState.PRUNED),
                 best_val_accuracy=best[0] if best else None,
                 median_val_accuracy=statistics.median(s for s, _ in scored) if scored else None,
                 mean_epoch_s=statistics.fmean(seconds) if seconds else None,
@@ -178,31 +176,19 @@ def missing_param_counts(
     return out
 
 
+def _comparison_cell(column: str, value: Any) -> str:
+    return fixed_text(value, 2 if column == "mean_epoch_s" else 4)
+
+
 def comparison_table(groups: Sequence[GroupRow]) -> str:
-    """The comparison as a plain-text Rich table (numbers right-aligned)."""
-    import io
-
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(show_lines=False)
-    for c in COMPARISON_COLUMNS:
-        table.add_column(c, justify="left" if c in ("cell", "direction") else "right")
-    for g in groups:
-        cells = []
-        for c, v in zip(COMPARISON_COLUMNS, g.cells(), strict=True):
-            if v is None:
-                cells.append("")
-            elif c == "mean_epoch_s":
-                cells.append(f"{v:.2f}")
-            elif isinstance(v, float):
-                cells.append(f"{v:.4f}")
-            else:
-                cells.append(str(v))
-        table.add_row(*cells)
-    console = Console(file=io.StringIO(), width=200, force_terminal=False, color_system=None)
-    console.print(table)
-    return console.file.getvalue().rstrip("\n")
+    """The comparison as a plain-text Rich table (numbers right-aligned, fixed decimals)."""
+    return table_text(
+        COMPARISON_COLUMNS,
+        [g.cells() for g in groups],
+        right=set(COMPARISON_COLUMNS) - {"cell", "direction"},
+        cell=_comparison_cell,
+        overflow="ellipsis",
+    )
 
 
 # -- figures -------------------------------------------------------------------------------
@@ -282,7 +268,10 @@ def plot_history(
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
     done = sorted((t for t in trials if t.state in SCORED_STATES), key=lambda t: t.number)
-    for state, marker, color in (("complete", "o", "#1f77b4"), ("pruned", "x", "#d62728")):
+    for state, marker, color in (
+        (TrialState.COMPLETE, "o", "#1f77b4"),
+        (TrialState.PRUNED, "x", "#d62728"),
+    ):
         pts = [
             (t.number, s)
             for t in done
@@ -294,13 +283,13 @@ def plot_history(
                 [p[1] for p in pts],
                 marker=marker,
                 color=color,
-                label=state,
+                label=state.value,
                 zorder=3,
             )
     running: list[tuple[int, float]] = []
     best = None
     for t in done:
-        if t.state == "complete" and t.value is not None:
+        if t.state == TrialState.COMPLETE and t.value is not None:
             best = t.value if best is None else max(best, t.value)
         if best is not None:
             running.append((t.number, best))
@@ -348,7 +337,7 @@ def param_importances(
     import importlib.util
 
     method = "fANOVA" if importlib.util.find_spec("sklearn") else "PED-ANOVA"
-    complete = db.trials(study, ["complete"])
+    complete = db.trials(study, [TrialState.COMPLETE])
     if len(complete) < 2:
         return (
             None,
@@ -382,13 +371,10 @@ def param_importances(
 
 
 def _fmt(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.4f}"
+    """An HTML cell: integers with thousands separators, floats to 4 decimals."""
     if isinstance(v, int) and not isinstance(v, bool):
         return f"{v:,}"
-    return str(v)
+    return fixed_text(v)
 
 
 def _img(path: Path, alt: str) -> str:
@@ -408,7 +394,7 @@ def render_html(
     comp_head = "".join(f"<th>{e(c)}</th>" for c in COMPARISON_COLUMNS)
 
     def cell(column: str, v: Any) -> str:
-        text = f"{v:.2f}" if column == "mean_epoch_s" and v is not None else _fmt(v)
+        text = fixed_text(v, 2) if column == "mean_epoch_s" else _fmt(v)
         return f"<td>{e(text)}</td>"
 
     comp_rows = "".join(
@@ -474,8 +460,6 @@ def render_html(
 
 
 def _params(t: TrialRecord) -> str:
-    from search.output import params_text
-
     return params_text(t.params)
 
 
@@ -533,5 +517,5 @@ def build_report(db: StudyDatabase, study: str, out_dir: Path, *, top: int = 5) 
         notes=notes,
     )
     report.html.write_text(render_html(report, header, best), encoding="utf-8")
-    (out_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+    (out_dir / "report.json").write_text(to_json(report.to_dict()), encoding="utf-8")
     return report

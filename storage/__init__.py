@@ -10,17 +10,22 @@ from storage.errors import (
     StudyNotFoundError,
 )
 from storage.records import (
+    FINISHED_STATES,
+    SCORED_STATES,
     TRIAL_STATES,
     ArtefactRecord,
     EpochRecord,
     StudyConfig,
     StudyRecord,
     TrialRecord,
+    TrialState,
 )
 
 __all__ = [
     "DEFAULT_URL",
     "ENV_VAR",
+    "FINISHED_STATES",
+    "SCORED_STATES",
     "TRIAL_STATES",
     "ArtefactRecord",
     "EpochRecord",
@@ -32,5 +37,6 @@ __all__ = [
     "StudyNotFoundError",
     "StudyRecord",
     "TrialRecord",
+    "TrialState",
     "resolve_url",
 ]

@@ -4,10 +4,49 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
-#: Trial states as rnnsearch reports them. Optuna's FAIL splits into failed and interrupted.
-TRIAL_STATES = ("complete", "pruned", "failed", "running", "interrupted", "waiting")
+
+class TrialState(str, Enum):
+    """A trial's state as rnnsearch reports it. Optuna's FAIL splits into failed and interrupted.
+
+    A member is a ``str`` equal to its value (``TrialState.COMPLETE == "complete"``) and prints as
+    its value, so records keep plain strings in ``state`` and compare with members directly.
+    """
+
+    COMPLETE = "complete"
+    PRUNED = "pruned"
+    FAILED = "failed"
+    RUNNING = "running"
+    INTERRUPTED = "interrupted"
+    WAITING = "waiting"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    @classmethod
+    def finished(cls) -> frozenset[TrialState]:
+        """The states a trial ends in for good: it counts towards a study's target."""
+        return FINISHED_STATES
+
+    @classmethod
+    def scored(cls) -> frozenset[TrialState]:
+        """The states of trials that trained and have a validation accuracy."""
+        return SCORED_STATES
+
+
+#: Every state's value, in the order the CLI lists them (``--state`` choices).
+TRIAL_STATES: tuple[str, ...] = tuple(s.value for s in TrialState)
+#: Trials that ended for good: they count towards a study's target number of trials.
+FINISHED_STATES: frozenset[TrialState] = frozenset(
+    {TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED}
+)
+#: Trials that trained and have a validation accuracy (what reports compare and retrain picks).
+SCORED_STATES: frozenset[TrialState] = frozenset({TrialState.COMPLETE, TrialState.PRUNED})
 
 
 @dataclass(frozen=True)
