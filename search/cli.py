@@ -6,13 +6,124 @@ TensorFlow and Optuna are imported inside commands only, so `rnnsearch --help` s
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
+
+try:  # Typer >= 0.2x vendors Click as typer._click; older releases use Click itself.
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 130
+
+
+def _param_name(param: Any) -> str:
+    """An option's long name (--workers), or an argument's metavar (STUDY)."""
+    opts = [o for o in getattr(param, "opts", []) or [] if o.startswith("-")]
+    if opts:
+        return max(opts, key=len)
+    name = getattr(param, "human_readable_name", None) or getattr(param, "name", None) or "value"
+    return str(name).upper()
+
+
+def _given(args: Sequence[str], param: Any) -> str | None:
+    """The value the command line gave an option, as typed (for the error message)."""
+    opts = [o for o in getattr(param, "opts", []) or [] if o.startswith("-")]
+    found = None
+    for i, arg in enumerate(args):
+        for opt in opts:
+            if arg == opt and i + 1 < len(args):
+                found = args[i + 1]
+            elif arg.startswith(opt + "=") and opt.startswith("--"):
+                found = arg.split("=", 1)[1]
+    return found
+
+
+def usage_error_line(exc: Exception, args: Sequence[str] = ()) -> str:
+    """One line for a Click/Typer usage error: the option, what was expected, what was got."""
+    if isinstance(exc, click_exceptions.MissingParameter):
+        name = _param_name(exc.param) if exc.param is not None else "a value"
+        is_arg = getattr(exc.param, "param_type_name", "") == "argument"
+        kind = "an argument" if is_arg else "a value"
+        text = f"{name}: missing; expected {kind}"
+    elif isinstance(exc, click_exceptions.BadParameter) and exc.param is not None:
+        message = str(exc.message).removeprefix("Value error, ")
+        given = _given(args, exc.param)
+        if given is not None and repr(given) not in message:
+            shown = repr(given) if len(given) <= 60 else repr(given[:57]) + "..."
+            message = f"{message.rstrip('.')}, got {shown}"
+        text = f"{_param_name(exc.param)}: {message}"
+    elif isinstance(exc, click_exceptions.BadParameter) and exc.param_hint:
+        hint = exc.param_hint if isinstance(exc.param_hint, str) else exc.param_hint[0]
+        text = f"{hint}: {exc.message}"
+    elif isinstance(exc, click_exceptions.NoSuchOption):
+        text = f"{exc.option_name}: no such option"
+        if exc.possibilities:
+            text += f"; did you mean {' or '.join(sorted(exc.possibilities))}?"
+    elif isinstance(exc, click_exceptions.BadOptionUsage):
+        text = f"{exc.option_name}: {exc.message}"
+    else:
+        text = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    text = " ".join(str(text).split()).rstrip(".")
+    return f"rnnsearch: error: {text}"
+
+
+class _Group(TyperGroup):
+    """The rnnsearch group: usage errors are one line on stderr and exit 2, never a box.
+
+    Overriding ``main`` (not only the console entry point) makes ``CliRunner`` tests see exactly
+    what a shell sees.
+    """
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:
+            rv = super().main(
+                args=args,
+                prog_name=prog_name,
+                complete_var=complete_var,
+                standalone_mode=False,
+                **extra,
+            )
+        except click_exceptions.NoArgsIsHelpError as exc:
+            exc.show()
+            rv = EXIT_USAGE
+        except click_exceptions.UsageError as exc:
+            if not standalone_mode:
+                raise
+            given = list(args) if args is not None else sys.argv[1:]
+            typer.echo(usage_error_line(exc, given), err=True)
+            rv = EXIT_USAGE
+        except click_exceptions.ClickException as exc:
+            if not standalone_mode:
+                raise
+            typer.echo(f"rnnsearch: error: {' '.join(exc.format_message().split())}", err=True)
+            rv = exc.exit_code
+        except typer.Abort:
+            if not standalone_mode:
+                raise
+            typer.echo("rnnsearch: interrupted", err=True)
+            rv = EXIT_INTERRUPTED
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
+
 
 app = typer.Typer(
+    cls=_Group,
     name="rnnsearch",
     help="Hyperparameter search for recurrent neural networks, every trial in a study database.",
     no_args_is_help=True,
@@ -22,10 +133,6 @@ app = typer.Typer(
 )
 spaces_app = typer.Typer(help="List, show and validate search spaces.", no_args_is_help=True)
 app.add_typer(spaces_app, name="spaces")
-
-EXIT_USAGE = 2
-EXIT_FAILURE = 1
-EXIT_INTERRUPTED = 130
 
 
 class Format(str, Enum):
@@ -66,7 +173,7 @@ T = TypeVar("T")
 
 
 def _fail(message: str, code: int) -> None:
-    typer.echo(f"rnnsearch: error: {message}", err=True)
+    typer.echo(f"rnnsearch: error: {' '.join(message.split())}", err=True)
     raise typer.Exit(code)
 
 
@@ -75,7 +182,13 @@ def guarded(fn: Callable[[], T], debug: bool = False) -> T:
     from search.errors import DataError, SearchError, UsageError
     from spaces import SpaceError
     from storage import StorageError
-    from storage.errors import NotAStudyDatabaseError, StorageURLError, StudyNotFoundError
+    from storage.errors import (
+        DamagedStudyError,
+        NotAStudyDatabaseError,
+        StorageURLError,
+        StudyNotFoundError,
+    )
+    from storage.filters import FilterError
 
     debug = debug or bool(os.environ.get("RNNSEARCH_DEBUG"))
     _quiet_libraries()
@@ -95,6 +208,8 @@ def guarded(fn: Callable[[], T], debug: bool = False) -> T:
         StorageURLError,
         NotAStudyDatabaseError,
         StudyNotFoundError,
+        DamagedStudyError,
+        FilterError,
     ) as exc:
         if debug:
             raise
@@ -300,16 +415,56 @@ def resume(
     )
 
 
+def _check_run_args(args: dict[str, Any], *, resume_only: bool) -> None:
+    """Every value of run/resume/worker checked before anything is opened or created."""
+    from search.validation import (
+        check_count,
+        check_keep_checkpoints,
+        check_seed,
+        check_study_name,
+        parse_duration,
+    )
+
+    check_study_name(args["study"], "STUDY" if resume_only else "--study")
+    check_seed(args.get("seed"))
+    for option, key in (
+        ("--trials", "trials"),
+        ("--add", "add"),
+        ("--limit", "limit"),
+        ("--max-epochs", "max_epochs"),
+        ("--workers", "workers"),
+        ("--factor", "hyperband_factor"),
+        ("--hyperband-iterations", "hyperband_iterations"),
+    ):
+        check_count(option, args.get(key))
+    check_count("--patience", args.get("patience"), minimum=0)
+    check_keep_checkpoints(args.get("keep_checkpoints"))
+    if args.get("time_budget") is not None:
+        args["time_budget"] = parse_duration(args["time_budget"])
+
+
+def _open_for_reading(storage: str | None) -> Any:
+    """The study database of a query command: never created, never written."""
+    from storage import StudyDatabase
+
+    return StudyDatabase(storage, create=False)
+
+
+def _check_study(study: str) -> None:
+    from search.validation import check_study_name
+
+    check_study_name(study, "STUDY")
+
+
 def _run_command(
     args: dict[str, Any], *, quiet: bool, fmt: Format, debug: bool, resume_only: bool
 ) -> None:
     def body() -> None:
+        _check_run_args(args, resume_only=resume_only)
         from search.output import to_json, trial_dict
         from search.progress import RichObserver
-        from search.service import RunRequest, parse_duration, run_search
+        from search.service import RunRequest, run_search
 
-        if args.get("time_budget") is not None:
-            args["time_budget"] = parse_duration(args["time_budget"])
         request = RunRequest(**args, resume_only=resume_only)
         observer = RichObserver(enabled=not quiet)
         try:
@@ -364,10 +519,12 @@ def best(
 
     def body() -> None:
         from search.output import render_trials
-        from search.where import where_filter
-        from storage import StudyDatabase
+        from search.validation import check_count
+        from storage.filters import where_filter
 
-        db = StudyDatabase(storage, create=False)
+        _check_study(study)
+        check_count("--top", top)
+        db = _open_for_reading(storage)
         keep = where_filter(db, study, where) if where is not None else None
         rows = db.best(study, top=top, predicate=keep)
         _echo(render_trials(rows, fmt.value, ranked=True, with_test=with_test))
@@ -394,15 +551,16 @@ def trials(
     def body() -> None:
         from search.errors import UsageError
         from search.output import render_trials
-        from storage import TRIAL_STATES, StudyDatabase
+        from storage import TRIAL_STATES
 
+        _check_study(study)
         for s in state or []:
             if s not in TRIAL_STATES:
-                raise UsageError(f"--state {s}: expected one of {', '.join(TRIAL_STATES)}")
-        db = StudyDatabase(storage, create=False)
+                raise UsageError(f"--state {s!r}: expected one of {', '.join(TRIAL_STATES)}")
+        db = _open_for_reading(storage)
         rows = db.trials(study, state or None)
         if where is not None:
-            from search.where import where_filter
+            from storage.filters import where_filter
 
             keep = where_filter(db, study, where, rows)
             rows = [t for t in rows if keep(t.config or t.params)]
@@ -419,9 +577,8 @@ def studies(
 
     def body() -> None:
         from search.output import render_studies
-        from storage import StudyDatabase
 
-        db = StudyDatabase(storage, create=False)
+        db = _open_for_reading(storage)
         _echo(render_studies(db.studies(), fmt.value))
 
     guarded(body, debug)
@@ -445,11 +602,16 @@ def report(
     def body() -> None:
         from pathlib import Path
 
+        from search.errors import UsageError
         from search.output import csv_text, to_json
         from search.report import COMPARISON_COLUMNS, build_report, comparison_table
-        from storage import StudyDatabase
+        from search.validation import check_count
 
-        db = StudyDatabase(storage, create=False)
+        _check_study(study)
+        check_count("--top", top)
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise UsageError(f"--out {out}: expected a folder for the report, got an existing file")
+        db = _open_for_reading(storage)
         rep = build_report(db, study, Path(out), top=top)
         rows = [g.cells() for g in rep.groups]
         if fmt is Format.json:
@@ -491,11 +653,19 @@ def retrain(
     """Train a trial's configuration on the full training set, test it, save the model."""
 
     def body() -> None:
+        from search.errors import UsageError
         from search.output import to_json
         from search.retrain import retrain as do_retrain
+        from search.validation import check_count
         from storage import StudyDatabase
 
-        db = StudyDatabase(storage, create=False)
+        _check_study(study)
+        check_count("--epochs", epochs)
+        check_count("--limit", limit)
+        if trial is not None and trial < 0:
+            raise UsageError(f"--trial {trial}: expected a trial number, 0 or more")
+        # Reads the study, then records the test metrics: opened writable, never created.
+        db = StudyDatabase(storage, create=False, read_only=False)
         res = do_retrain(db, study, trial=trial, epochs=epochs, save=save, limit=limit)
         if fmt is Format.json:
             _echo(to_json(res.to_dict()))
@@ -530,16 +700,26 @@ def export(
     """Every trial with its parameters, configuration and metrics (per-epoch curves in JSON)."""
 
     def body() -> None:
+        from search.errors import UsageError
         from search.export import export_study
-        from storage import StudyDatabase
 
-        db = StudyDatabase(storage, create=False)
+        _check_study(study)
+        if out is not None:
+            folder = os.path.dirname(os.path.abspath(out))
+            if os.path.isdir(out):
+                raise UsageError(f"--out {out}: expected a file name, got a folder")
+            if not os.path.isdir(folder):
+                raise UsageError(f"--out {out}: the folder {folder} does not exist")
+        db = _open_for_reading(storage)
         text = export_study(db, study, fmt.value)
         if out is None:
             typer.echo(text, nl=False)
             return
-        with open(out, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
+        try:
+            with open(out, "w", encoding="utf-8", newline="") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise UsageError(f"--out {out}: cannot write: {exc.strerror or exc}") from None
         typer.echo(f"exported study {study} to {out}", err=True)
 
     guarded(body, debug)
@@ -563,10 +743,17 @@ def spaces_list(fmt: FormatOpt = Format.table) -> None:
         _echo(table_text(["name", "searched", "description"], rows))
 
 
+class SpaceFormat(str, Enum):
+    toml = "toml"
+    json = "json"
+
+
 @spaces_app.command("show")
 def spaces_show(
     name: Annotated[str, typer.Argument(help="Built-in space name or TOML file.")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="toml or json.")] = "toml",
+    fmt: Annotated[SpaceFormat, typer.Option("--format", "-f", help="toml or json.")] = (
+        SpaceFormat.toml
+    ),
 ) -> None:
     """Print a space (a built-in's TOML source, or the validated JSON form)."""
 
@@ -576,7 +763,7 @@ def spaces_show(
         from spaces.loader import builtin_text
 
         sp = load_space(name)
-        if fmt == "json":
+        if fmt is SpaceFormat.json:
             _echo(to_json(sp.to_dict()))
         elif name in builtin_names() and not os.path.exists(name):
             _echo(builtin_text(name).rstrip("\n"))

@@ -113,21 +113,6 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def parse_duration(text: str) -> float:
-    """Seconds from '90', '90s', '20m', '2h' or '1.5h'."""
-    units = {"s": 1, "m": 60, "h": 3600}
-    raw = text.strip().lower()
-    factor = units.get(raw[-1:], None)
-    number = raw[:-1] if factor else raw
-    try:
-        seconds = float(number) * (factor or 1)
-    except ValueError:
-        raise UsageError(f"--time-budget {text}: expected a duration like 90s, 20m or 2h") from None
-    if seconds <= 0:
-        raise UsageError(f"--time-budget {text}: expected a positive duration")
-    return seconds
-
-
 def _check_positive(name: str, value: int | None) -> None:
     if value is not None and value < 1:
         raise UsageError(f"{name} {value}: expected a positive integer")

@@ -433,7 +433,11 @@ class Space:
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "stored space") -> Space:
-        return cls.from_dict(json.loads(text), source=source)
+        try:
+            raw = json.loads(text)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise SpaceError(f"{source}: the stored space is not valid JSON ({exc})") from None
+        return cls.from_dict(raw, source=source)
 
 
 def _contains(dim: Dimension, value: Value) -> bool:

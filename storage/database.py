@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -23,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
     Column,
@@ -34,6 +35,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     and_,
     cast,
     create_engine,
@@ -42,21 +44,33 @@ from sqlalchemy import (
     func,
     inspect,
     select,
+    type_coerce,
     update,
 )
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
+from sqlalchemy.schema import CreateTable
 
 from storage.errors import (
+    DamagedStudyError,
     NotAStudyDatabaseError,
     StorageError,
     StorageURLError,
     StudyNotFoundError,
 )
-from storage.migrations import UID_ATTR, upgrade
+from storage.migrations import UID_ATTR, current_version, upgrade
 from storage.records import ArtefactRecord, EpochRecord, StudyConfig, StudyRecord, TrialRecord
-from storage.schema import ArtefactRow, Base, EpochMetricRow, StudyConfigRow, TrialInfoRow
+from storage.schema import (
+    SCHEMA_VERSION,
+    ArtefactRow,
+    Base,
+    EpochMetricRow,
+    StudyConfigRow,
+    TrialInfoRow,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -145,21 +159,53 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
+_ACCEPTED = "expected sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+
+
 def check_url(url: str) -> str:
     """Validate a storage URL; raise StorageURLError naming it and what is accepted."""
+    shown = repr(url) if len(url) <= 200 else repr(url[:197]) + "..."
+    if not url.strip() or any(ord(ch) < 32 for ch in url):
+        raise StorageURLError(f"storage URL {shown} is malformed; {_ACCEPTED}")
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        raise StorageURLError(
-            f"storage URL {url!r} is malformed; expected sqlite:///PATH or "
-            "postgresql://USER@HOST:PORT/DB"
-        ) from None
+        port = parsed.port
+    except (ArgumentError, ValueError, TypeError):
+        raise StorageURLError(f"storage URL {shown} is malformed; {_ACCEPTED}") from None
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
         raise StorageURLError(
-            f"storage URL {url!r} names a {backend!r} database; rnnsearch supports sqlite:///PATH "
+            f"storage URL {shown} names a {backend!r} database; rnnsearch supports sqlite:///PATH "
             "and postgresql://USER@HOST:PORT/DB"
         )
+    if backend == "sqlite":
+        if parsed.host:
+            # sqlite://relative.db: the path went into the host part; SQLAlchemy would open an
+            # in-memory database and every result would vanish at exit.
+            rest = f"/{parsed.database}" if parsed.database else ""
+            raise StorageURLError(
+                f"storage URL {shown}: a SQLite URL has three slashes before a relative path; "
+                f"expected sqlite:///{parsed.host}{rest}"
+            )
+        if (
+            not parsed.database
+            or parsed.database == ":memory:"
+            or parsed.database.startswith("file:")
+        ):
+            raise StorageURLError(
+                f"storage URL {shown}: expected a SQLite file, sqlite:///PATH; an in-memory "
+                "database would lose the study when the command ends"
+            )
+        if parsed.query:
+            raise StorageURLError(
+                f"storage URL {shown}: expected no query options in a SQLite URL, "
+                f"got {', '.join(sorted(parsed.query))}"
+            )
+    if backend == "postgresql":
+        if port is not None and not 0 < port < 65536:
+            raise StorageURLError(
+                f"storage URL {shown}: port {port} out of range; expected 1 to 65535"
+            )
     if backend == "postgresql" and parsed.drivername == "postgresql":
         # psycopg 3 is what the postgres extra installs; SQLAlchemy's bare default is psycopg2.
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
@@ -186,6 +232,41 @@ def make_sqlite_writers_wait(engine: Engine) -> None:
     engine.dispose()
 
 
+class _BrokenJSON(DamagedStudyError):
+    """Stored JSON that does not decode; re-raised by _names_broken_json with its place."""
+
+
+def _load_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise _BrokenJSON(str(exc)) from None
+
+
+_M = TypeVar("_M", bound=Callable[..., Any])
+
+
+def _names_broken_json(method: _M) -> _M:
+    """Turn broken stored JSON met by a read into one line naming the study and the trial."""
+
+    @functools.wraps(method)
+    def wrapper(self: StudyDatabase, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except _BrokenJSON:
+            study = args[0] if args else kwargs.get("study", kwargs.get("name"))
+            raise self._locate_broken_json(study) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    row = conn.execute(
+        "select 1 from sqlite_master where type='table' and name=?", (name,)
+    ).fetchone()
+    return row is not None
+
+
 def _display(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
@@ -200,11 +281,18 @@ def _utcnow() -> datetime:
 class StudyDatabase:
     """One study database (see the module docstring for the contract)."""
 
-    def __init__(self, url: str | None = None, *, create: bool = True) -> None:
+    def __init__(
+        self, url: str | None = None, *, create: bool = True, read_only: bool | None = None
+    ) -> None:
+        """Open the database at ``url``. ``create=False`` (the query commands) refuses a missing
+        or empty database instead of creating one; ``read_only`` (default: ``not create``) opens
+        a SQLite file without writing anything to it or beside it (no schema, no -wal/-shm)."""
         raw = resolve_url(url)
         self.url = check_url(raw)
         self.display_url = _display(raw)
+        self.read_only = (not create) if read_only is None else read_only
         path = _sqlite_path(self.url)
+        self._path = path
         if path is not None:
             self._check_sqlite_file(path, create=create)
         self._storage: optuna.storages.RDBStorage | None = None
@@ -213,9 +301,32 @@ class StudyDatabase:
         try:
             self.engine = self._make_engine()
             if path is None:
-                self._check_foreign(set(inspect(self.engine).get_table_names()))
-            with self.engine.begin() as conn:
-                upgrade(conn)
+                tables = set(inspect(self.engine).get_table_names())
+                self._check_foreign(tables)
+                if not create and not tables:
+                    raise StudyNotFoundError(
+                        f"{self.display_url}: holds no study (an empty database)"
+                    )
+            if path is not None and self.read_only:
+                with self.engine.connect() as conn:
+                    version = current_version(conn)
+                if version is not None and version > SCHEMA_VERSION:
+                    raise StorageError(
+                        f"{self.display_url}: rnnsearch schema version {version}, newer than this "
+                        f"rnnsearch knows ({SCHEMA_VERSION}); upgrade rnnsearch to open it"
+                    )
+                if version is not None and version < SCHEMA_VERSION:
+                    # Written by an older rnnsearch: its tables are brought up to date once
+                    # (a migration keeps every row), then read as usual.
+                    writer = create_engine(self.url, poolclass=NullPool)
+                    try:
+                        with writer.begin() as conn:
+                            upgrade(conn)
+                    finally:
+                        writer.dispose()
+            else:
+                with self.engine.begin() as conn:
+                    upgrade(conn)
         except SQLAlchemyError as exc:
             raise self._error("cannot open", exc) from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -232,11 +343,22 @@ class StudyDatabase:
                 )
             if not path.parent.exists():
                 raise StorageURLError(f"{path}: the folder {path.parent} does not exist")
+            if not path.parent.is_dir():
+                raise StorageURLError(f"{path}: {path.parent} is not a folder")
             return
+        if not path.is_file():
+            raise NotAStudyDatabaseError(f"{path}: not a regular file; expected a study database")
         if path.stat().st_size == 0:
+            if not create:
+                raise StudyNotFoundError(f"{path}: holds no study (an empty file)")
             return
-        with path.open("rb") as fh:
-            header = fh.read(16)
+        try:
+            with path.open("rb") as fh:
+                header = fh.read(16)
+        except OSError as exc:
+            raise NotAStudyDatabaseError(
+                f"{path}: cannot read the study database: {exc.strerror or exc}"
+            ) from None
         if header != b"SQLite format 3\x00":
             raise NotAStudyDatabaseError(
                 f"{path}: not a study database (not an SQLite file); expected a file written by "
@@ -244,15 +366,65 @@ class StudyDatabase:
             )
         # Look read-only first: opening through the engine would switch the file to WAL mode.
         try:
-            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            with closing(self._connect_read_only(path)) as conn:
                 rows = conn.execute("select name from sqlite_master where type='table'").fetchall()
         except sqlite3.DatabaseError as exc:
             raise NotAStudyDatabaseError(f"{path}: not a readable SQLite database: {exc}") from None
-        self._check_foreign({name for (name,) in rows})
+        tables = {name for (name,) in rows}
+        self._check_foreign(tables)
+        if not create and not tables:
+            raise StudyNotFoundError(f"{path}: holds no study (an empty SQLite database)")
+
+    @staticmethod
+    def _connect_read_only(path: Path) -> sqlite3.Connection:
+        """A connection that writes nothing into or beside the file.
+
+        Where the file and its folder are writable, an ordinary connection with query_only on:
+        SQLite removes any -wal/-shm it creates when the last connection closes (a read-only
+        connection would leave them behind). Otherwise a ``mode=ro`` connection, immutable when
+        no -wal file shows a writer (a read-only file cannot be written while we read it).
+        """
+        writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+        if writable:
+            conn = sqlite3.connect(
+                str(path), timeout=SQLITE_BUSY_TIMEOUT_S, check_same_thread=False
+            )
+        else:
+            uri = f"{path.resolve().as_uri()}?mode=ro"
+            if not Path(f"{path}-wal").exists():
+                uri += "&immutable=1"
+            conn = sqlite3.connect(
+                uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT_S, check_same_thread=False
+            )
+        conn.execute("PRAGMA query_only=ON")
+        return conn
 
     def _make_engine(self) -> Engine:
+        if self.url.startswith("sqlite") and self.read_only and self._path is not None:
+            path = self._path
+
+            def _creator() -> sqlite3.Connection:
+                conn = self._connect_read_only(path)
+                missing = [t for t in Base.metadata.sorted_tables if not _has_table(conn, t.name)]
+                if missing:
+                    # A plain Optuna database: rnnsearch's tables, empty, for this connection
+                    # only (TEMP tables shadow the file's names), so every query works unchanged.
+                    conn.execute("PRAGMA query_only=OFF")
+                    for table in missing:
+                        ddl = str(CreateTable(table).compile(dialect=sqlite_dialect.dialect()))
+                        conn.execute(ddl.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
+                    conn.execute("PRAGMA query_only=ON")
+                return conn
+
+            return create_engine(
+                "sqlite://", creator=_creator, poolclass=NullPool, json_deserializer=_load_json
+            )
         if self.url.startswith("sqlite"):
-            engine = create_engine(self.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+            engine = create_engine(
+                self.url,
+                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S},
+                json_deserializer=_load_json,
+            )
 
             make_sqlite_writers_wait(engine)
 
@@ -266,7 +438,7 @@ class StudyDatabase:
                 cur.close()
 
             return engine
-        return create_engine(self.url, pool_pre_ping=True)
+        return create_engine(self.url, pool_pre_ping=True, json_deserializer=_load_json)
 
     def _check_foreign(self, tables: set[str]) -> None:
         """Refuse databases that hold tables but are not Optuna/rnnsearch study databases."""
@@ -337,6 +509,40 @@ class StudyDatabase:
             raise self._error(doing, exc) from None
         finally:
             session.close()
+
+    def _locate_broken_json(self, study: str | None) -> DamagedStudyError:
+        """Find the stored JSON that does not decode: the study's record, or a trial's."""
+        checks = [
+            (StudyConfigRow, ("data", "options"), None),
+            (TrialInfoRow, ("config", "versions", "extra"), TrialInfoRow.number),
+        ]
+        with self.session("cannot read") as s:
+            names = dict(s.execute(select(_o_studies.c.study_id, _o_studies.c.study_name)).all())
+            wanted = {sid for sid, n in names.items() if study is None or n == study}
+            for row_cls, columns, number_col in checks:
+                cols = [type_coerce(getattr(row_cls, c), Text) for c in columns]
+                extra = [number_col] if number_col is not None else []
+                for sid, *rest in s.execute(select(row_cls.study_id, *extra, *cols)):
+                    if sid not in wanted:
+                        continue
+                    number = rest.pop(0) if number_col is not None else None
+                    for column, raw in zip(columns, rest, strict=True):
+                        if raw is None:
+                            continue
+                        try:
+                            json.loads(raw)
+                        except ValueError as exc:
+                            place = f"study {names[sid]!r}"
+                            if number is not None:
+                                place += f", trial {number}"
+                            return DamagedStudyError(
+                                f"{self.display_url}: {place}: the stored {column} is not valid "
+                                f"JSON ({exc}); the study database is damaged"
+                            )
+        where = f"study {study!r}" if study is not None else "a study"
+        return DamagedStudyError(
+            f"{self.display_url}: {where}: stored JSON is not valid; the study database is damaged"
+        )
 
     # -- studies ---------------------------------------------------------------------------
 
@@ -435,6 +641,7 @@ class StudyDatabase:
             uid=uid,
         )
 
+    @_names_broken_json
     def study_config(self, name: str) -> StudyConfig | None:
         """What the study was started with, or None for a study rnnsearch did not create."""
         sid = self.study_id(name)
@@ -624,6 +831,7 @@ class StudyDatabase:
             counts["interrupted"] = moved
         return counts
 
+    @_names_broken_json
     def studies(self) -> list[StudyRecord]:
         if not self.has_optuna_tables():
             return []
@@ -838,6 +1046,7 @@ class StudyDatabase:
             )
         return out
 
+    @_names_broken_json
     def trials(
         self,
         study: str,
@@ -944,6 +1153,7 @@ class StudyDatabase:
             out = [t for t in out if t.state in wanted]
         return out
 
+    @_names_broken_json
     def best(
         self,
         study: str,

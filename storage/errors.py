@@ -15,3 +15,7 @@ class NotAStudyDatabaseError(StorageError):
 
 class StudyNotFoundError(StorageError):
     """No study of the given name in the database."""
+
+
+class DamagedStudyError(StorageError):
+    """A study's stored record (its space, data options, a trial's configuration) is broken."""

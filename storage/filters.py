@@ -1,4 +1,5 @@
-"""The ``--where`` filter language: a small tokenizer and recursive-descent parser.
+"""The ``--where`` filter language: a small tokenizer and recursive-descent parser, and
+:func:`where_filter`, which checks a filter against a study's parameters.
 
 A filter is parsed into a tree and evaluated in Python against each trial's configuration; it is
 never pasted into SQL. Grammar (keywords are case-insensitive)::
@@ -22,10 +23,18 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from storage.database import StudyDatabase
+    from storage.records import TrialRecord
 
 OPERATORS = ("=", "==", "!=", "<", "<=", ">", ">=")
 KEYWORDS = ("and", "or", "not", "in")
+#: Longest filter text accepted, and deepest nesting of parentheses and ``not``: the parser is
+#: recursive, and a filter deeper than this is a mistake or an attack, not a query.
+MAX_LENGTH = 4000
+MAX_DEPTH = 50
 
 
 class FilterError(ValueError):
@@ -124,8 +133,21 @@ def _where(tok: Token) -> str:
 
 class _Parser:
     def __init__(self, text: str) -> None:
+        if len(text) > MAX_LENGTH:
+            raise FilterError(
+                f"expected a filter of at most {MAX_LENGTH} characters, got {len(text)}"
+            )
         self.tokens = tokenize(text)
         self.i = 0
+        self.depth = 0
+
+    def _enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise FilterError(
+                f"expected at most {MAX_DEPTH} nested parentheses or 'not's, got more "
+                f"{_where(self.tok)}"
+            )
 
     @property
     def tok(self) -> Token:
@@ -164,16 +186,21 @@ class _Parser:
     def not_expr(self) -> Node:
         if self._keyword("not"):
             self._advance()
-            return Not(self.not_expr())
+            self._enter()
+            node = Not(self.not_expr())
+            self.depth -= 1
+            return node
         return self.primary()
 
     def primary(self) -> Node:
         if self.tok.kind == "lparen":
             self._advance()
+            self._enter()
             node = self.or_expr()
             if self.tok.kind != "rparen":
                 raise FilterError(f"expected ')' {_where(self.tok)}")
             self._advance()
+            self.depth -= 1
             return node
         return self.comparison()
 
@@ -345,3 +372,41 @@ def compile_filter(
     if types is not None:
         tree = _check(tree, types, choices or {})
     return Filter(text, tree)
+
+
+def parameter_types(
+    db: StudyDatabase, study: str, trials: Sequence[TrialRecord] | None = None
+) -> tuple[dict[str, type | None], dict[str, tuple[Any, ...]]]:
+    """Parameter name -> Python type, and the allowed values of categorical parameters: every
+    known dimension, plus the parameters of studies that plain Optuna created."""
+    from spaces.space import KNOWN_DIMENSIONS
+
+    types: dict[str, type | None] = {n: spec.type for n, spec in KNOWN_DIMENSIONS.items()}
+    choices: dict[str, tuple[Any, ...]] = {
+        n: spec.choices for n, spec in KNOWN_DIMENSIONS.items() if spec.choices
+    }
+    choices["bidirectional"] = (False, True)
+    if db.study_config(study) is None:
+        # A study plain Optuna created: its parameters are whatever its trials hold.
+        for t in trials if trials is not None else db.trials(study):
+            for name, value in {**t.params, **t.config}.items():
+                if name not in types:
+                    types[name] = type(value) if value is not None else None
+    return types, choices
+
+
+def where_filter(
+    db: StudyDatabase, study: str, text: str, trials: Sequence[TrialRecord] | None = None
+) -> Filter:
+    """``--where`` for a given study: the parsed filter, checked against the parameters a trial
+    configuration can hold, or a FilterError naming the option and saying what was expected."""
+    shown = repr(text) if len(text) <= 60 else repr(text[:57]) + "..."
+    try:
+        tree = parse(text)
+    except FilterError as exc:
+        raise FilterError(f"--where {shown}: {exc}") from None
+    types, choices = parameter_types(db, study, trials)
+    try:
+        return Filter(text, _check(tree, types, choices))
+    except FilterError as exc:
+        raise FilterError(f"--where {shown}: {exc}") from None

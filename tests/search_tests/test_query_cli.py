@@ -469,7 +469,7 @@ def test_retrain_refuses_bad_arguments(study, tmp_path: Path):
 def test_help_stays_light():
     """The CLI module imports no TensorFlow, Optuna or matplotlib at import time."""
     code = (
-        "import sys, search.cli, search.report, search.export, search.retrain, search.where;"
+        "import sys, search.cli, search.report, search.export, search.retrain, storage.filters;"
         "heavy = [m for m in ('tensorflow', 'optuna', 'matplotlib', 'keras') if m in sys.modules];"
         "print(heavy); sys.exit(1 if heavy else 0)"
     )
