@@ -613,6 +613,14 @@ class StudyDatabase:
             self.optuna_storage.set_study_user_attr(config.study_id, UID_ATTR, uid)
         self.purge_orphans()
         with self.session("cannot write") as s:
+            if live is None:
+                # Rows written before the study had its identity (plain Optuna's, tests) adopt it.
+                for table in (TrialInfoRow, EpochMetricRow):
+                    s.execute(
+                        update(table)
+                        .where(table.study_id == config.study_id, table.study_uid.is_(None))
+                        .values(study_uid=uid)
+                    )
             row = s.get(StudyConfigRow, config.study_id)
             if row is None:
                 row = StudyConfigRow(study_id=config.study_id, uid=uid, created_at=_utcnow())
