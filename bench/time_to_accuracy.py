@@ -41,9 +41,11 @@ import keras, keras_tuner as kt, numpy as np
 npz, limit, log_path, workdir = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 start = time.time()
 def load_imdb(path, num_words=10000):
-    # keras.datasets.imdb.load_data's reading of its file, for an offline copy of it
-    with np.load(path, allow_pickle=True) as f:
-        parts = [(f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])]
+    # keras.datasets.imdb.load_data's reading of its file, for an offline copy of it; the same
+    # arrays as Keras' own np.load with pickles on, read without unpickling anything but numbers
+    from search.datasets.safe_npz import load_npz
+    f = load_npz(path)
+    parts = [(f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])]
     rng = np.random.RandomState(113)
     out = []
     for x, y in parts:
