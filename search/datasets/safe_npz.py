@@ -141,7 +141,7 @@ def _read_npy(opener: Callable[[], IO[bytes]], path: Path, name: str) -> np.ndar
     except _Refused as exc:
         raise DataError(
             f"{path}: {what} is a pickled object array; rnnsearch refuses to load {exc}: "
-            f"{ONLY_NUMBERS} (for ragged data, see the values plus lengths layout)"
+            f"{ONLY_NUMBERS} (ragged numbers: x_train_values plus x_train_lengths, see the README)"
         ) from None
     except DataError:
         raise
