@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import IMDB_NPZ, RNNSEARCH, table, write_result  # noqa: E402
+from common import IMDB_NPZ, REPO, RNNSEARCH, table, write_result  # noqa: E402
 
 PLAIN = r"""
 import json, os, sys, time
@@ -249,6 +249,7 @@ def run_plain(budget: float, limit: int, tmp: str) -> dict:
     log = Path(tmp) / "plain.jsonl"
     proc = subprocess.Popen(
         [sys.executable, "-c", PLAIN, str(IMDB_NPZ), str(limit), str(log), tmp],
+        cwd=REPO,  # its loader imports search.datasets.safe_npz from this checkout
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -274,6 +275,7 @@ def retrain_plain(cfg: dict | None, limit: int, epochs: int) -> dict | None:
     code = PLAIN_RETRAIN.replace("exec(PLAIN_LOADER)", PLAIN_LOADER)
     out = subprocess.run(
         [sys.executable, "-c", code, str(IMDB_NPZ), str(limit), str(epochs), json.dumps(cfg)],
+        cwd=REPO,
         capture_output=True,
         text=True,
     )

@@ -1,6 +1,6 @@
 """Reading user ``.npz``/``.npy`` files without ever running code from them.
 
-``np.load(path, allow_pickle=True)`` unpickles object arrays, and a pickle can call any function
+``np.load`` with pickles allowed unpickles object arrays, and a pickle can call any function
 (``os.system`` included) while it loads. Here numeric arrays are read with pickles off, and object
 arrays (the ragged lists of Keras' own ``imdb.npz``) go through :class:`NumbersUnpickler`, which
 imports nothing: it resolves only numpy's array reconstruction, ``numpy.dtype`` and numeric
