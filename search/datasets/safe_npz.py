@@ -4,9 +4,10 @@
 (``os.system`` included) while it loads. Here numeric arrays are read with pickles off, and object
 arrays (the ragged lists of Keras' own ``imdb.npz``) go through :class:`NumbersUnpickler`, which
 imports nothing: it resolves only numpy's array reconstruction, ``numpy.dtype`` and numeric
-scalars, and ``list``/``int``/``float``; any other global is refused before it is looked up. What
-comes out must be an array of numbers, or an object array of numbers, lists of numbers and
-numeric arrays. Every problem is a one-line :class:`~search.errors.DataError` naming the file.
+scalars, ``list``/``int``/``float`` and latin-1 bytes (protocol 2); any other global is refused
+before it is looked up. What comes out must be an array of numbers, or an object array of
+numbers, lists of numbers and numeric arrays. Every problem is a one-line
+:class:`~search.errors.DataError` naming the file.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ EMPTY_ZIP_MAGIC = b"PK\x05\x06"
 # numpy's own reconstruction functions, whatever module this numpy version pickles them from.
 _RECONSTRUCT = np.empty(0).__reduce__()[0]
 _SCALAR = np.float64(0).__reduce__()[0]
+_FROMBUFFER = np.arange(2).__reduce_ex__(5)[0]
 
 
 class _Refused(Exception):
@@ -46,16 +48,30 @@ def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
     return _RECONSTRUCT(subtype, shape, dtype)
 
 
+def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf":
+        raise _Refused(f"an array of dtype {dtype} from a buffer")
+    return _FROMBUFFER(buf, dtype, shape, order)
+
+
 def _scalar(dtype: Any, *args: Any) -> Any:
     if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf":
         raise _Refused(f"a numpy scalar of dtype {dtype}")
     return _SCALAR(dtype, *args)
 
 
+def _latin1_bytes(text: Any, encoding: Any = "latin1") -> bytes:
+    """``_codecs.encode`` as protocol-2 pickles from Python 3 use it: bytes from latin-1 text."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise _Refused(f"_codecs.encode with {type(text).__name__} and {encoding!r}")
+    return text.encode("latin1")
+
+
 #: (module, name) -> what it resolves to. Nothing else is ever imported from a pickle.
 ALLOWED: dict[tuple[str, str], Any] = {
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): _latin1_bytes,
     ("builtins", "list"): list,
     ("builtins", "int"): int,
     ("builtins", "float"): float,
@@ -63,6 +79,8 @@ ALLOWED: dict[tuple[str, str], Any] = {
 for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
     ALLOWED[(_module, "_reconstruct")] = _reconstruct
     ALLOWED[(_module, "scalar")] = _scalar
+for _module in ("numpy.core.numeric", "numpy._core.numeric"):
+    ALLOWED[(_module, "_frombuffer")] = _frombuffer  # pickle protocol 5
 
 
 class NumbersUnpickler(pickle.Unpickler):

@@ -264,6 +264,18 @@ def test_keras_imdb_npz_loads_to_identical_arrays(imdb_npz: Path):
             assert tok[off[row] : off[row + 1]].tolist() == expected
 
 
+@pytest.mark.parametrize("protocol", range(6))
+def test_object_arrays_of_every_pickle_protocol_and_numpy_1_names_load(tmp_path, protocol):
+    xs = objects([1, 2, 3], [np.int64(4), 5.5], np.arange(6.0).reshape(3, 2))
+    body = pickle.dumps(xs, protocol=protocol)
+    if protocol < 4:  # as numpy 1.x writes them: numpy.core, not numpy._core
+        body = body.replace(b"numpy._core.", b"numpy.core.")
+        assert b"numpy.core.multiarray" in body
+    got = safe_npz.load_npz(npz_member(tmp_path / "p.npz", "x", body, shape=(3,)))["x"]
+    assert got[0] == [1, 2, 3] and got[1] == [4, 5.5]
+    np.testing.assert_array_equal(got[2], np.arange(6.0).reshape(3, 2))
+
+
 def ragged_sequences(n: int = 90, features: int = 2, seed: int = 4) -> tuple[list, np.ndarray]:
     rng = np.random.default_rng(seed)
     seqs = [rng.normal(size=(int(rng.integers(1, 12)), features)) for _ in range(n)]
