@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import IMDB_NPZ, RNNSEARCH, table, write_result  # noqa: E402
+from common import IMDB_NPZ, REPO, RNNSEARCH, table, write_result  # noqa: E402
 
 PLAIN = r"""
 import json, os, sys, time
@@ -41,9 +41,11 @@ import keras, keras_tuner as kt, numpy as np
 npz, limit, log_path, workdir = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 start = time.time()
 def load_imdb(path, num_words=10000):
-    # keras.datasets.imdb.load_data's reading of its file, for an offline copy of it
-    with np.load(path, allow_pickle=True) as f:
-        parts = [(f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])]
+    # keras.datasets.imdb.load_data's reading of its file, for an offline copy of it; the same
+    # arrays as Keras' own np.load with pickles on, read without unpickling anything but numbers
+    from search.datasets.safe_npz import load_npz
+    f = load_npz(path)
+    parts = [(f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])]
     rng = np.random.RandomState(113)
     out = []
     for x, y in parts:
@@ -247,6 +249,7 @@ def run_plain(budget: float, limit: int, tmp: str) -> dict:
     log = Path(tmp) / "plain.jsonl"
     proc = subprocess.Popen(
         [sys.executable, "-c", PLAIN, str(IMDB_NPZ), str(limit), str(log), tmp],
+        cwd=REPO,  # its loader imports search.datasets.safe_npz from this checkout
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -272,6 +275,7 @@ def retrain_plain(cfg: dict | None, limit: int, epochs: int) -> dict | None:
     code = PLAIN_RETRAIN.replace("exec(PLAIN_LOADER)", PLAIN_LOADER)
     out = subprocess.run(
         [sys.executable, "-c", code, str(IMDB_NPZ), str(limit), str(epochs), json.dumps(cfg)],
+        cwd=REPO,
         capture_output=True,
         text=True,
     )

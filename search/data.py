@@ -1,10 +1,12 @@
 """Loading and preparing sequence data for trials.
 
-Raw data is read once per process (:func:`load_source`): Keras' IMDB file, a text table (CSV,
-CSV.gz, JSONL) or folder, or numeric sequences (.npz, long-format CSV). What is costly and the
-same for every trial (reading, label encoding, the held-out test split, fitting the vocabulary,
-tokenising, standardising) is done once per data fingerprint and preprocessing parameters and
-cached on disk (:mod:`search.datasets.cache`), so other processes, workers and resumes reuse it.
+Raw data is read once per process (:func:`load_source`) by the readers of :mod:`search.datasets`:
+Keras' IMDB file, a text table (CSV, CSV.gz, JSONL) or folder, or numeric sequences (.npz,
+long-format CSV); user .npz files never run code (:mod:`search.datasets.safe_npz`). What is
+costly and the same for every trial (reading, label encoding, the held-out test split, fitting
+the vocabulary, tokenising, standardising) is done once per data fingerprint and preprocessing
+parameters and cached on disk (:mod:`search.datasets.cache`), so other processes, workers and
+resumes reuse it.
 Each distinct trial preprocessing (vocabulary size, sequence length, padding) is then prepared
 once per process and shared by every trial that asks for it (:meth:`DataSource.prepare`).
 The test split is kept apart: searches never see it.
@@ -20,14 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from search.datasets import cache, readers
+from search.datasets import cache, imdb, readers
 from search.errors import DataError, UsageError
 
-#: Keras' IMDB reading conventions (keras.datasets.imdb.load_data), reproduced exactly.
-IMDB_SHUFFLE_SEED = 113
-IMDB_START_CHAR = 1
+#: Keras' IMDB out-of-vocabulary id (its reading conventions: :mod:`search.datasets.imdb`).
 IMDB_OOV_CHAR = 2
-IMDB_INDEX_FROM = 3
 IMDB_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/imdb.npz"
 IMDB_HASH = "69664113be75683a8fe16e3ed0ab59fda8886cb3cd7ada244f7d9544e4676b9f"
 
@@ -312,49 +311,6 @@ def encode_vocab(
     return TokenSequences(tokens, seqs.offsets, seqs.labels)
 
 
-def read_imdb_npz(path: Path) -> tuple[TokenSequences, TokenSequences]:
-    """Read a file in Keras' imdb.npz layout exactly as ``keras.datasets.imdb.load_data`` does.
-
-    Shuffle train then test with one RandomState(113), prefix start_char=1, shift ids by
-    index_from=3; ``num_words`` is applied later, per trial, by :func:`encode_vocab`.
-    """
-    try:
-        # allow_pickle: the layout stores ragged lists as object arrays, as Keras' own file does.
-        with np.load(path, allow_pickle=True) as f:
-            missing = {"x_train", "y_train", "x_test", "y_test"} - set(f.files)
-            if missing:
-                raise DataError(
-                    f"{path}: not in Keras' imdb.npz layout; missing arrays {sorted(missing)}"
-                )
-            x_train, y_train = f["x_train"], f["y_train"]
-            x_test, y_test = f["x_test"], f["y_test"]
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read as an .npz file: {exc}") from None
-    if len(x_train) != len(y_train) or len(x_test) != len(y_test):
-        raise DataError(f"{path}: x and y arrays differ in length")
-    rng = np.random.RandomState(IMDB_SHUFFLE_SEED)
-    idx = np.arange(len(x_train))
-    rng.shuffle(idx)
-    x_train, y_train = x_train[idx], y_train[idx]
-    idx = np.arange(len(x_test))
-    rng.shuffle(idx)
-    x_test, y_test = x_test[idx], y_test[idx]
-
-    def convert(xs: np.ndarray, ys: np.ndarray) -> TokenSequences:
-        raw = TokenSequences.from_lists(xs, np.asarray(ys).astype(np.int64))
-        lengths = raw.lengths + 1
-        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        tokens = np.empty(offsets[-1], dtype=np.int32)
-        tokens[offsets[:-1]] = IMDB_START_CHAR
-        body = np.ones(offsets[-1], dtype=bool)
-        body[offsets[:-1]] = False
-        tokens[body] = raw.tokens + IMDB_INDEX_FROM
-        return TokenSequences(tokens, offsets, raw.labels)
-
-    return convert(x_train, y_train), convert(x_test, y_test)
-
-
 def _imdb_via_keras() -> Path:
     """Keras' own cached copy of imdb.npz, downloading it when online."""
     cached = Path.home() / ".keras" / "datasets" / "imdb.npz"
@@ -589,7 +545,7 @@ def _build(
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read and prepare data of format ``fmt``: the arrays and metadata the cache holds."""
     if fmt == "imdb-npz":
-        train, test = read_imdb_npz(path)
+        train, test = (TokenSequences(*split) for split in imdb.read_imdb_npz(path))
         idx = _limit_indices(train.labels, limit)
         if idx is not None:
             train = train.take(idx)

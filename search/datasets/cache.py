@@ -3,7 +3,8 @@
 The key is a hash of the data's fingerprint and every preprocessing parameter, so a changed file
 or option never hits a stale entry. Entries are shared by trials, processes, workers and resumes.
 ``RNNSEARCH_CACHE`` names the folder (``off`` turns the cache off); the default is
-``$XDG_CACHE_HOME/rnnsearch/data`` (``~/.cache/rnnsearch/data``).
+``$XDG_CACHE_HOME/rnnsearch/data`` (``~/.cache/rnnsearch/data``). Entries are created like any
+other file, so the process umask decides who else may read them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
+import secrets
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -65,12 +66,15 @@ def save(key: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Path 
     tmp_name = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=path.parent)
+        name = str(path.parent / f".{key}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+        # Created like any file (0666 less the process umask), so the umask decides who else
+        # may read the cache: 022 shares it, 077 keeps it private. O_EXCL: never an old file.
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        tmp_name = name
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays, **{META_KEY: np.array(json.dumps(meta))})
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp_name, 0o644)  # mkstemp makes it private; the cache may be shared
         os.replace(tmp_name, path)
         tmp_name = None
         return path

@@ -2,7 +2,8 @@
 
 Every reader returns *parts*: ``{"train": (items, labels), "test": (items, labels)}`` or
 ``{"all": (items, labels)}`` when the data carries no split of its own. Items are strings (text)
-or ``(T_i, F)`` float arrays (numeric). Labels are raw values; :func:`encode_labels` maps them to
+or ``(T_i, F)`` float arrays (numeric; .npz files are read by :mod:`search.datasets.safe_npz`,
+which never runs code from them). Labels are raw values; :func:`encode_labels` maps them to
 ``0..K-1``. Every problem is a :class:`~search.errors.DataError` whose one line names the file.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from search.datasets import safe_npz
 from search.errors import DataError
 
 Parts = dict[str, tuple[list[Any], list[Any]]]
@@ -29,6 +31,10 @@ LONG_ID_COL = "sequence_id"
 LONG_STEP_COL = "step"
 SPLIT_NAMES = {"train": "train", "training": "train", "test": "test", "testing": "test"}
 TEXT_SUFFIXES = (".csv", ".csv.gz", ".jsonl", ".jsonl.gz", ".ndjson")
+#: The pickle-free ragged numeric layout: ``x_train_values`` (every sequence's steps, one after
+#: the other) and ``x_train_lengths`` (one length a sequence); the same for ``x_test``.
+RAGGED_VALUES = "_values"
+RAGGED_LENGTHS = "_lengths"
 
 
 def _name(path: Path) -> str:
@@ -266,17 +272,17 @@ def _features(x: Any, path: Path, name: str) -> list[np.ndarray]:
 
 def numeric_npz_kind(path: Path) -> str:
     """``imdb`` for Keras' imdb.npz layout (object arrays of int lists), else ``numeric``."""
-    try:
-        with np.load(path, allow_pickle=True) as f:
-            if "x_train" not in f.files:
-                raise DataError(
-                    f"{_name(path)}: no array 'x_train' (arrays: {', '.join(f.files) or 'none'}); "
-                    "expected x_train, y_train and optionally x_test, y_test"
-                )
-            x = f["x_train"]
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{_name(path)}: cannot read as an .npz file: {exc}") from None
-    if x.dtype == object and len(x) and np.asarray(x[0]).ndim == 1:
+    with safe_npz.open_npz(path) as f:
+        if "x_train" not in f:
+            if f"x_train{RAGGED_VALUES}" in f:
+                return "numeric"
+            raise DataError(
+                f"{_name(path)}: no array 'x_train' (arrays: {', '.join(f.files) or 'none'}); "
+                "expected x_train, y_train and optionally x_test, y_test (or x_train_values "
+                "and x_train_lengths for ragged sequences)"
+            )
+        x = f["x_train"]
+    if x.dtype == object and x.ndim == 1 and len(x) and np.asarray(x[0]).ndim == 1:
         first = np.asarray(x[0])
         if first.dtype.kind in "iu" or (
             first.dtype == object and all(isinstance(v, int) for v in first)
@@ -285,23 +291,76 @@ def numeric_npz_kind(path: Path) -> str:
     return "numeric"
 
 
+def _ragged(values: np.ndarray, lengths: np.ndarray, path: Path, split: str) -> list[np.ndarray]:
+    """(T_i, F) arrays from the pickle-free ragged layout: all steps plus one length a sequence."""
+    v, n = f"x_{split}{RAGGED_VALUES}", f"x_{split}{RAGGED_LENGTHS}"
+    if values.dtype.kind not in "biuf":
+        raise DataError(f"{_name(path)}: {v} holds non-numeric features (dtype {values.dtype})")
+    if values.ndim == 1:
+        values = values[:, None]
+    elif values.ndim != 2:
+        raise DataError(
+            f"{_name(path)}: {v} has shape {values.shape}; expected (total_steps, F) or "
+            "(total_steps,): every sequence's steps, one after the other"
+        )
+    if lengths.ndim != 1 or lengths.dtype.kind not in "iu":
+        raise DataError(
+            f"{_name(path)}: {n} has shape {lengths.shape} and dtype {lengths.dtype}; expected "
+            "one integer length a sequence"
+        )
+    if len(lengths) and lengths.min() < 0:
+        raise DataError(f"{_name(path)}: {n} holds a negative length ({lengths.min()})")
+    total = int(lengths.sum(dtype=np.int64))
+    if total != len(values):
+        raise DataError(
+            f"{_name(path)}: {n} sums to {total} steps, {v} holds {len(values)}; they must be equal"
+        )
+    ends = np.cumsum(lengths.astype(np.int64))
+    return np.split(values.astype(np.float64), ends[:-1]) if len(lengths) else []
+
+
 def read_numeric_npz(path: Path) -> Parts:
-    try:
-        with np.load(path, allow_pickle=True) as f:
-            names = set(f.files)
-            missing = {"x_train", "y_train"} - names
-            if missing:
-                raise DataError(f"{_name(path)}: missing arrays {sorted(missing)}")
-            if ("x_test" in names) != ("y_test" in names):
-                raise DataError(f"{_name(path)}: x_test and y_test come together (one is missing)")
-            arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test") if k in names}
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{_name(path)}: cannot read as an .npz file: {exc}") from None
+    with safe_npz.open_npz(path) as f:
+        names = set(f.files)
+        for split in ("train", "test"):
+            x, v, n = (f"x_{split}{s}" for s in ("", RAGGED_VALUES, RAGGED_LENGTHS))
+            if x in names and (v in names or n in names):
+                raise DataError(
+                    f"{_name(path)}: holds both {x} and {v if v in names else n}; give {x} or "
+                    f"the ragged pair {v}, {n}, not both"
+                )
+            if (v in names) != (n in names):
+                raise DataError(
+                    f"{_name(path)}: {v} and {n} come together ({n if v in names else v} "
+                    "is missing)"
+                )
+        present = {k for k in names if k in ("y_train", "y_test")} | {
+            f"x_{s}" for s in ("train", "test") if {f"x_{s}", f"x_{s}{RAGGED_VALUES}"} & names
+        }
+        missing = {"x_train", "y_train"} - present
+        if missing:
+            raise DataError(f"{_name(path)}: missing arrays {sorted(missing)}")
+        if ("x_test" in present) != ("y_test" in present):
+            raise DataError(f"{_name(path)}: x_test and y_test come together (one is missing)")
+        wanted = [
+            f"{name}{suffix}"
+            for name in ("x_train", "x_test")
+            for suffix in ("", RAGGED_VALUES, RAGGED_LENGTHS)
+        ] + ["y_train", "y_test"]
+        arrays = {k: f[k] for k in wanted if k in names}
     parts: Parts = {}
     for split in ("train", "test"):
-        if f"x_{split}" not in arrays:
+        if f"x_{split}" in arrays:
+            xs = _features(arrays[f"x_{split}"], path, f"x_{split}")
+        elif f"x_{split}{RAGGED_VALUES}" in arrays:
+            xs = _ragged(
+                arrays[f"x_{split}{RAGGED_VALUES}"],
+                arrays[f"x_{split}{RAGGED_LENGTHS}"],
+                path,
+                split,
+            )
+        else:
             continue
-        xs = _features(arrays[f"x_{split}"], path, f"x_{split}")
         ys = np.asarray(arrays[f"y_{split}"])
         if ys.ndim != 1 or len(ys) != len(xs):
             raise DataError(
