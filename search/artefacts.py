@@ -60,7 +60,12 @@ def artefact_base(storage_url: str, checkpoint_dir: str | None = None) -> Path:
 
 def make_private_dirs(path: Path) -> None:
     """Create ``path`` and missing parents owner-only (the umask may make them stricter)."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):  # mkdir(parents=True) would give parents the default mode
+        folder.mkdir(mode=0o700, exist_ok=True)
 
 
 def config_key(config: dict[str, Any]) -> str:

@@ -315,6 +315,16 @@ def run(
             "--keep-checkpoints", help="Keep the final checkpoints of this many best trials (3)."
         ),
     ] = None,
+    checkpoint_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--checkpoint-dir",
+            help="Folder for the study's checkpoints and Keras Tuner state (stored with the "
+            "study; default: beside a SQLite database, else ~/.cache/rnnsearch). Give workers on "
+            "several machines one shared folder.",
+            show_default=False,
+        ),
+    ] = None,
     workers: Annotated[
         int,
         typer.Option(
@@ -354,6 +364,7 @@ def run(
             storage=storage,
             time_budget=time_budget,
             keep_checkpoints=keep_checkpoints,
+            checkpoint_dir=checkpoint_dir,
             workers=workers,
             text_col=text_col,
             label_col=label_col,
@@ -640,7 +651,11 @@ def retrain(
     ] = None,
     save: Annotated[
         str | None,
-        typer.Option("--save", help="Model file (.keras). Default: STUDY-trialN.keras."),
+        typer.Option(
+            "--save",
+            help="Model file (.keras). Default: models/trial-N.keras in the study's artefact "
+            "folder.",
+        ),
     ] = None,
     limit: Annotated[
         int | None,
@@ -676,6 +691,39 @@ def retrain(
             f"test_loss {res.test_loss:.4f} on {res.test_examples} test examples"
         )
         _echo(f"saved: {res.saved}")
+
+    guarded(body, debug)
+
+
+@app.command()
+def delete(
+    study: StudyArg,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    storage: StorageOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Delete a study: its trials, rnnsearch's rows and the files it recorded creating."""
+
+    def body() -> None:
+        from search.errors import UsageError
+        from search.service import delete_study
+        from storage import StudyDatabase
+
+        _check_study(study)
+        db = StudyDatabase(storage, create=False, read_only=False)
+        try:
+            trials = len(db.trials(study))
+            if not yes:
+                if not typer.confirm(
+                    f"delete study {study!r} ({trials} trials) from {db.display_url}?",
+                    default=False,
+                    err=True,
+                ):
+                    raise UsageError(f"study {study!r}: not deleted (answer y, or pass --yes)")
+            removed = delete_study(db, study)
+        finally:
+            db.dispose()
+        _echo(f"deleted study {study}: {trials} trials, {removed} artefact folders")
 
     guarded(body, debug)
 

@@ -95,7 +95,17 @@ def retrain(
             f"study {study!r} was not created by rnnsearch: its data is unknown, cannot retrain"
         )
     rec = choose_trial(db, study, trial)
-    path = Path(save) if save is not None else Path(f"{study}-trial{rec.number}.keras")
+    default_path = save is None
+    if default_path:
+        from search.artefacts import StudyArtefacts, artefact_base, make_private_dirs
+
+        artefacts = StudyArtefacts(
+            db, stored.uid or "", artefact_base(db.url, stored.options.get("checkpoint_dir"))
+        )
+        path = artefacts.default_model_path(rec.number)
+        make_private_dirs(path.parent)
+    else:
+        path = Path(save)
     if path.suffix != ".keras":
         raise UsageError(f"--save {path}: expected a file name ending in .keras")
     if not path.parent.exists():
@@ -154,6 +164,8 @@ def retrain(
         )
     seconds = time.perf_counter() - started
     model.save(path)
+    if default_path and stored.uid:
+        db.record_artefact(stored.uid, "model", str(path.resolve()), trial_id=rec.trial_id)
     db.record_test_metrics(rec.trial_id, float(loss), float(accuracy))
     db.record_trial_info(
         trial_id=rec.trial_id,

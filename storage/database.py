@@ -345,6 +345,14 @@ class StudyDatabase:
                 raise StorageURLError(f"{path}: the folder {path.parent} does not exist")
             if not path.parent.is_dir():
                 raise StorageURLError(f"{path}: {path.parent} is not a folder")
+            # Owner-only (or stricter by umask): trials, data paths and configurations are the
+            # user's; SQLite gives its -wal/-shm files the database file's mode.
+            try:
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise StorageURLError(f"{path}: cannot create the study database: {exc}") from None
             return
         if not path.is_file():
             raise NotAStudyDatabaseError(f"{path}: not a regular file; expected a study database")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from search.cli import app
-from search.worker import _Reporter
+from search.trials import TrialOrder, _EpochReporter
 from storage import StudyDatabase
 
 SPACE = """
@@ -27,28 +28,27 @@ batch_size = 32
 """
 
 
-class _Trial:
-    number = 0
-
-    def __init__(self) -> None:
-        self.reported: list[tuple[float, int]] = []
-
-    def report(self, value: float, step: int) -> None:
-        self.reported.append((value, step))
-
-    def should_prune(self) -> bool:
-        return False
-
-
 class _Nothing:
     def __getattr__(self, name: str) -> Any:
         return lambda *a, **k: None
 
 
-def reporter(patience: int | None, epochs: int = 10) -> _Reporter:
-    return _Reporter(
-        _Nothing(), _Trial(), 1, 1, epochs, _Nothing(), _Nothing(), [], [], patience=patience
-    )
+class _Runner:
+    """The runner's parts an epoch reporter uses, doing nothing (the rule is under test)."""
+
+    def __init__(self, patience: int | None) -> None:
+        self.plan = SimpleNamespace(patience=patience)
+        self.engine = SimpleNamespace(epoch_done=lambda *a: False)
+        self.checkpoints = _Nothing()
+        self.observer = _Nothing()
+
+    def record_epoch(self, *args: Any) -> None:
+        pass
+
+
+def reporter(patience: int | None, epochs: int = 10) -> _EpochReporter:
+    order = TrialOrder(number=0, trial_id=1, config={}, epochs=epochs, lineage=0)
+    return _EpochReporter(_Runner(patience), order, SimpleNamespace(fingerprint="f"))
 
 
 @pytest.mark.parametrize(

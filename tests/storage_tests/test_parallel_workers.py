@@ -1,7 +1,7 @@
 """Many workers on one study: the trial budget holds exactly, with no lock errors.
 
-Four processes run the real worker loop (search.worker.run_loop: atomic slot claims, Optuna's
-optimize, heartbeats) with a fast stand-in objective, on SQLite and on PostgreSQL.
+Four processes run the real Optuna engine (search.engines.optuna_engine.OptunaEngine: atomic slot
+claims, Optuna's ask and tell) with a fast stand-in for training, on SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -20,24 +20,48 @@ TARGET = 100
 WORKERS = 4
 
 
+SPACE = {"learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}}
+
+
 def _worker(url: str, queue) -> None:
     try:
-        from search.worker import run_loop
+        from search.engines.optuna_engine import OptunaEngine
+        from search.plan import RunRequest, resolve_plan
+        from search.trials import TrialOutcome
+        from storage import TrialState
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         db = StudyDatabase(url)
-        study = optuna.load_study(study_name="par", storage=db.optuna_storage)
-        sid = db.study_id("par")
-
-        def objective(trial: optuna.Trial) -> float:
-            x = trial.suggest_float("x", 0.0, 1.0)
+        stored = db.study_config("par")
+        plan = resolve_plan(
+            RunRequest(study="par", resume_only=True, join_only=True),
+            stored,
+            exists=True,
+            finished=0,
+            trials_so_far=0,
+            requested_space=None,
+        )
+        engine = OptunaEngine(
+            db,
+            plan,
+            optuna.load_study(study_name="par", storage=db.optuna_storage),
+            db.study_id("par"),
+        )
+        ran = 0
+        while (order := engine.next_trial()) is not None:
             time.sleep(random.uniform(0.0, 0.02))
-            return x
-
-        ran = run_loop(db, study, sid, objective)
+            value = order.config["learning_rate"]
+            engine.trial_finished(order, TrialOutcome(TrialState.COMPLETE, value, 1, 1))
+            ran += 1
         queue.put(("ok", ran))
     except BaseException:  # noqa: BLE001 - report anything to the parent
         queue.put(("error", traceback.format_exc()))
+
+
+def _space_json() -> str:
+    from spaces import Space
+
+    return Space.from_dict({"name": "stand-in", "dimensions": SPACE}).to_json()
 
 
 @pytest.mark.slow
@@ -51,7 +75,7 @@ def test_four_workers_run_exactly_the_target(storage_url):
             study_id=sid,
             engine="optuna",
             space_name="stand-in",
-            space_json="{}",
+            space_json=_space_json(),
             data={"source": "none"},
             seed=0,
             target_trials=TARGET,

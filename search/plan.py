@@ -1,0 +1,375 @@
+"""A run's options, resolved once: the request meets the stored study here and nowhere else.
+
+:func:`resolve_plan` turns a :class:`RunRequest` (what the user asked for; None means "the
+study's stored value, or the default") and the stored :class:`~storage.StudyConfig` (None for a
+new study) into one typed :class:`StudyPlan`, refusing conflicts with one line. It reads no data
+and writes nothing; everything after it takes the plan.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from search.errors import UsageError
+from spaces import Space, load_space
+from storage import StudyConfig
+
+ENGINES = ("optuna", "hyperband")
+DEFAULT_SPACE = "default"
+DEFAULT_DATA = "imdb"
+DEFAULT_TRIALS = 20
+DEFAULT_MAX_EPOCHS = 5
+#: Completed trials whose final checkpoint is kept (for retrain and `model`): the best ones.
+DEFAULT_KEEP_CHECKPOINTS = 3
+DEFAULT_FACTOR = 3
+DEFAULT_ITERATIONS = 1
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What the user asked for; None means 'the study's stored value, or the default'."""
+
+    study: str
+    storage: str | None = None
+    space: str | None = None
+    engine: str | None = None
+    trials: int | None = None
+    add: int | None = None
+    data: str | None = None
+    limit: int | None = None
+    max_epochs: int | None = None
+    #: Stop a trial once validation accuracy has not improved for this many epochs (0: never).
+    patience: int | None = None
+    seed: int | None = None
+    allow_space_change: bool = False
+    resume_only: bool = False
+    time_budget: float | None = None
+    keep_checkpoints: int | None = None
+    #: Where the study's artefacts live (stored with the study; a folder workers share).
+    checkpoint_dir: str | None = None
+    #: >1: run this many worker processes on the study (`run --workers N`).
+    workers: int | None = None
+    #: A worker joining a running study: it neither changes the target nor recounts slots.
+    join_only: bool = False
+    #: Data options: columns of a text/long CSV or JSONL file, and bucketing by length.
+    text_col: str | None = None
+    label_col: str | None = None
+    split_col: str | None = None
+    bucketing: bool | None = None
+    #: Hyperband: reduction factor and iterations (None: the study's stored value or default).
+    hyperband_factor: int | None = None
+    hyperband_iterations: int | None = None
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """Everything a run needs to know, resolved from the request and the stored study."""
+
+    study: str
+    engine: str
+    space: Space
+    data: str
+    limit: int | None
+    data_options: dict[str, Any]
+    seed: int
+    max_epochs: int
+    #: Finished trials the study should hold when this run ends.
+    target: int
+    existing: bool
+    patience: int | None
+    time_budget: float | None
+    keep_checkpoints: int
+    checkpoint_dir: str | None
+    workers: int
+    join_only: bool
+    #: Hyperband: reduction factor, iterations, its schedule's trial count and the cap on Keras
+    #: Tuner's trials (None: the schedule decides).
+    factor: int | None = None
+    iterations: int | None = None
+    schedule: int | None = None
+    kt_max_trials: int | None = None
+    #: The stored study (None for a new one).
+    stored: StudyConfig | None = None
+
+    @property
+    def uid(self) -> str | None:
+        return self.stored.uid if self.stored is not None else None
+
+    def options(self) -> dict[str, Any]:
+        """What is stored with the study (merged over what it stored before)."""
+        out = dict(self.stored.options) if self.stored is not None else {}
+        out.update(
+            {
+                "max_epochs": self.max_epochs,
+                "patience": self.patience,
+                "keep_checkpoints": self.keep_checkpoints,
+                "time_budget_s": self.time_budget,
+                "checkpoint_dir": self.checkpoint_dir,
+            }
+        )
+        if self.engine == "hyperband":
+            out.update(
+                {
+                    "schedule_trials": self.schedule,
+                    "factor": self.factor,
+                    "hyperband_iterations": self.iterations,
+                    "kt_max_trials": self.kt_max_trials,
+                }
+            )
+        else:
+            out.update(
+                {
+                    "sampler": "TPESampler(multivariate, group)",
+                    "pruner": "MedianPruner(n_startup_trials=3, n_warmup_steps=1)",
+                }
+            )
+        return out
+
+
+def schedule_trials(max_epochs: int, factor: int, iterations: int) -> int:
+    """How many trials Hyperband's schedule runs (Keras Tuner's bracket and round sizes)."""
+    bracket0_end = math.ceil(1 + math.log(max_epochs, factor))
+    brackets, epochs = 0, float(max_epochs)
+    while epochs >= 1:
+        epochs /= factor
+        brackets += 1
+    total = 0
+    for bracket in range(brackets):
+        end_size = bracket0_end / (bracket + 1)
+        total += sum(math.ceil(end_size * factor ** (bracket - r)) for r in range(bracket + 1))
+    return total * iterations
+
+
+def check_request(req: RunRequest) -> None:
+    """Refuse option values that are wrong whatever the study (before anything is opened)."""
+    for name, value in (
+        ("--trials", req.trials),
+        ("--add", req.add),
+        ("--max-epochs", req.max_epochs),
+    ):
+        if value is not None and value < 1:
+            raise UsageError(f"{name} {value}: expected a positive integer")
+    if req.patience is not None and req.patience < 0:
+        raise UsageError(f"--patience {req.patience}: expected 0 (off) or a positive integer")
+    if req.keep_checkpoints is not None and req.keep_checkpoints < 0:
+        raise UsageError(
+            f"--keep-checkpoints {req.keep_checkpoints}: expected 0 (keep none) or more"
+        )
+    if req.engine is not None and req.engine not in ENGINES:
+        raise UsageError(f"--engine {req.engine}: expected one of {', '.join(ENGINES)}")
+    if req.time_budget is not None and not (math.isfinite(req.time_budget) and req.time_budget > 0):
+        raise UsageError(f"--time-budget {req.time_budget}: expected a finite positive duration")
+
+
+def _check_engine_options(req: RunRequest, engine: str) -> None:
+    """Refuse options the study's engine cannot honour."""
+    if engine == "hyperband":
+        if req.join_only:
+            raise UsageError(
+                f"study {req.study!r} runs --engine hyperband, whose Keras Tuner oracle lives in "
+                "one process: `rnnsearch worker` cannot join it (use `rnnsearch resume`)"
+            )
+        if (req.workers or 1) > 1:
+            raise UsageError(
+                f"--workers {req.workers}: --engine hyperband runs one worker (Keras Tuner's "
+                "oracle lives in one process); use --engine optuna for parallel workers"
+            )
+        if req.time_budget:
+            raise UsageError("--time-budget: not supported by --engine hyperband; use --trials")
+        if req.patience:
+            raise UsageError(
+                f"--patience {req.patience}: not supported by --engine hyperband (Hyperband "
+                "decides each trial's epochs itself); use --engine optuna"
+            )
+        if req.hyperband_factor is not None and req.hyperband_factor < 2:
+            raise UsageError(f"--factor {req.hyperband_factor}: expected an integer >= 2")
+        if req.hyperband_iterations is not None and req.hyperband_iterations < 1:
+            raise UsageError(
+                f"--hyperband-iterations {req.hyperband_iterations}: expected a positive integer"
+            )
+    elif req.hyperband_factor is not None or req.hyperband_iterations is not None:
+        flag = "--factor" if req.hyperband_factor is not None else "--hyperband-iterations"
+        raise UsageError(f"{flag}: applies to --engine hyperband only (this study runs {engine})")
+
+
+def resolve_plan(
+    req: RunRequest,
+    stored: StudyConfig | None,
+    *,
+    exists: bool,
+    finished: int,
+    trials_so_far: int,
+    requested_space: Space | None,
+) -> StudyPlan:
+    """The plan of a run on a new (``stored`` None, ``exists`` False) or existing study.
+
+    ``finished`` and ``trials_so_far`` count the existing study's finished and recorded trials.
+    """
+    from search.data import data_options
+
+    check_request(req)
+    if exists and stored is None:
+        raise UsageError(
+            f"study {req.study!r} exists but was not created by rnnsearch; choose another --study "
+            "name"
+        )
+    if stored is None:
+        if req.resume_only:
+            raise UsageError(f"no study named {req.study!r} to resume")
+        if req.add is not None:
+            raise UsageError(f"--add needs an existing study; {req.study!r} is new (use --trials)")
+        engine = req.engine or "optuna"
+        _check_engine_options(req, engine)
+        space = requested_space or load_space(DEFAULT_SPACE)
+        max_epochs = req.max_epochs or DEFAULT_MAX_EPOCHS
+        target = req.trials or DEFAULT_TRIALS
+        hb = (
+            _hyperband(req, engine, {}, max_epochs, trials_so_far)
+            if engine == "hyperband"
+            else None
+        )
+        return StudyPlan(
+            study=req.study,
+            engine=engine,
+            space=space,
+            data=req.data or DEFAULT_DATA,
+            limit=req.limit,
+            data_options=data_options(req, None),
+            seed=req.seed if req.seed is not None else secrets.randbelow(2**31 - 1),
+            max_epochs=max_epochs,
+            target=hb[3] if hb else target,
+            existing=False,
+            patience=req.patience or None,
+            time_budget=req.time_budget,
+            keep_checkpoints=(
+                req.keep_checkpoints
+                if req.keep_checkpoints is not None
+                else DEFAULT_KEEP_CHECKPOINTS
+            ),
+            checkpoint_dir=req.checkpoint_dir,
+            workers=req.workers or 1,
+            join_only=req.join_only,
+            factor=hb[0] if hb else None,
+            iterations=hb[1] if hb else None,
+            schedule=hb[2] if hb else None,
+            kt_max_trials=hb[4] if hb else None,
+            stored=None,
+        )
+
+    if req.engine is not None and req.engine != stored.engine:
+        raise UsageError(
+            f"study {req.study!r} was run with --engine {stored.engine}; mixing engines in one "
+            f"study is not supported (got --engine {req.engine}; use a new --study name)"
+        )
+    _check_engine_options(req, stored.engine)
+    space = Space.from_json(stored.space_json, source=f"study {req.study!r}")
+    if requested_space is not None and requested_space.fingerprint != space.fingerprint:
+        if not req.allow_space_change:
+            raise UsageError(
+                f"--space {req.space}: differs from the space study {req.study!r} was started "
+                f"with ({stored.space_name}); pass --allow-space-change to continue with the new "
+                "space, or omit --space to keep the stored one"
+            )
+        space = requested_space
+    stored_data = stored.data.get("source")
+    if req.data is not None and req.data != stored_data:
+        raise UsageError(
+            f"--data {req.data}: study {req.study!r} searches {stored_data}; trials on other data "
+            "are not comparable (omit --data, or use a new --study name)"
+        )
+    if req.limit is not None and req.limit != stored.data.get("limit"):
+        raise UsageError(
+            f"--limit {req.limit}: study {req.study!r} was started with --limit "
+            f"{stored.data.get('limit')} (omit --limit, or use a new --study name)"
+        )
+    if req.seed is not None and req.seed != stored.seed:
+        raise UsageError(
+            f"--seed {req.seed}: study {req.study!r} was started with seed {stored.seed}; "
+            "omit --seed to continue it"
+        )
+    options = stored.options
+    checkpoint_dir = options.get("checkpoint_dir")
+    if req.checkpoint_dir is not None and req.checkpoint_dir != checkpoint_dir:
+        raise UsageError(
+            f"--checkpoint-dir {req.checkpoint_dir}: study {req.study!r} keeps its artefacts in "
+            f"{checkpoint_dir or 'the default folder'} (omit --checkpoint-dir)"
+        )
+    stored_target = stored.target_trials or 0
+    if req.resume_only:
+        if req.add is not None:
+            target = stored_target + req.add
+        elif req.trials is not None:
+            target = req.trials
+        else:
+            target = stored_target
+    else:
+        # `run` again: an interrupted study first reaches its target; a finished one gets
+        # --trials more (or --add more).
+        extra = req.add if req.add is not None else req.trials
+        if finished < stored_target and req.add is None:
+            target = stored_target
+        else:
+            target = max(stored_target, finished) + (extra or DEFAULT_TRIALS)
+    max_epochs = req.max_epochs or options.get("max_epochs", DEFAULT_MAX_EPOCHS)
+    hb = None
+    if stored.engine == "hyperband":
+        stored_max = options.get("max_epochs")
+        if stored_max is not None and max_epochs != stored_max:
+            raise UsageError(
+                f"--max-epochs {max_epochs}: study {req.study!r} runs Hyperband with "
+                f"--max-epochs {stored_max}; its schedule cannot change (omit --max-epochs)"
+            )
+        hb = _hyperband(req, stored.engine, options, max_epochs, trials_so_far)
+    keep = req.keep_checkpoints
+    if keep is None:
+        keep = options.get("keep_checkpoints", DEFAULT_KEEP_CHECKPOINTS)
+    budget = req.time_budget if req.time_budget is not None else options.get("time_budget_s")
+    return StudyPlan(
+        study=req.study,
+        engine=stored.engine,
+        space=space,
+        data=stored_data,
+        limit=stored.data.get("limit"),
+        data_options=data_options(req, stored),
+        seed=stored.seed if stored.seed is not None else 0,
+        max_epochs=max_epochs,
+        target=hb[3] if hb else target,
+        existing=True,
+        # --patience 0 turns early stopping off on a study that had it
+        patience=(req.patience if req.patience is not None else options.get("patience")) or None,
+        time_budget=budget,
+        keep_checkpoints=int(keep),
+        checkpoint_dir=checkpoint_dir,
+        workers=req.workers or 1,
+        join_only=req.join_only,
+        factor=hb[0] if hb else None,
+        iterations=hb[1] if hb else None,
+        schedule=hb[2] if hb else None,
+        kt_max_trials=hb[4] if hb else None,
+        stored=stored,
+    )
+
+
+def _hyperband(
+    req: RunRequest, engine: str, options: dict[str, Any], max_epochs: int, trials_so_far: int
+) -> tuple[int, int, int, int, int | None]:
+    """Factor, iterations, schedule size, target and Keras Tuner's trial cap of a Hyperband run.
+
+    Without --trials, Hyperband's schedule decides how many trials run. --trials N caps Keras
+    Tuner's trials at N in all (resumes included); --add N allows N more than the last cap.
+    """
+    factor = int(req.hyperband_factor or options.get("factor", DEFAULT_FACTOR))
+    iterations = int(
+        req.hyperband_iterations or options.get("hyperband_iterations", DEFAULT_ITERATIONS)
+    )
+    max_trials = options.get("kt_max_trials")
+    if req.trials:
+        max_trials = int(req.trials)
+    elif req.add:
+        max_trials = (max_trials or trials_so_far) + int(req.add)
+    schedule = schedule_trials(max_epochs, factor, iterations)
+    target = min(max_trials, schedule) if max_trials else schedule
+    return factor, iterations, schedule, target, max_trials

@@ -1,0 +1,595 @@
+"""One trial lifecycle for every engine: an engine decides, the runner runs.
+
+An :class:`Engine` (``search/engines/``) only decides: which parameters the next trial trains,
+for how many epochs, whether an epoch prunes it, what a finished trial means for the search. The
+:class:`TrialRunner` does everything else, the same way for every engine:
+
+* build the model (or restore the newest checkpoint of the trial's lineage, or load the weights a
+  Hyperband warm start continues), fit it, and after every epoch checkpoint it, record the epoch
+  and ask the engine whether to go on;
+* record the trial's row (configuration, state, times, parameter count, data fingerprint);
+* keep a heartbeat while a trial runs, and find trials whose process died (on this host by
+  process id, elsewhere by the heartbeat): they are marked ``interrupted`` and handed to the
+  engine, which decides how the lineage continues;
+* drop the checkpoints of finished lineages, except the best ``keep_checkpoints``.
+
+Crash rules (a kill -9 at any moment loses at most the epoch in flight): every epoch is
+checkpointed before it is recorded; a trial that was cut is continued by a copy with the same
+parameters in the same lineage, which restores the lineage's newest checkpoint, replays its
+epochs into its own record (no gap, no repeated epoch) and trains on; interrupted trials do not
+count toward the target, finished ones count exactly once.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import metadata
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from search import faults
+from search.errors import SearchError, TrialFailed
+from storage import FINISHED_STATES, StudyDatabase, TrialRecord, TrialState
+
+if TYPE_CHECKING:
+    from search.artefacts import CheckpointStore, Restored
+    from search.data import DataSource, PreparedData
+    from search.plan import StudyPlan
+
+#: The search stops when this many trials in a row fail: something is wrong beyond one trial.
+MAX_CONSECUTIVE_FAILURES = 5
+#: Seconds between heartbeats of a running trial (Optuna's storage judges staleness).
+HEARTBEAT_SECONDS = 10
+
+
+class Observer(Protocol):
+    """Progress events of a search (the CLI shows them with Rich; tests may record them)."""
+
+    def study_ready(self, study: str, finished: int, target: int, resumed: bool) -> None: ...
+    def trial_started(self, number: int, config: dict[str, Any], epochs: int) -> None: ...
+    def epoch_done(
+        self, number: int, epoch: int, epochs: int, metrics: dict[str, float]
+    ) -> None: ...
+    def trial_finished(
+        self, number: int, state: str, value: float | None, finished: int
+    ) -> None: ...
+
+
+class SilentObserver:
+    def study_ready(self, study: str, finished: int, target: int, resumed: bool) -> None:
+        pass
+
+    def trial_started(self, number: int, config: dict[str, Any], epochs: int) -> None:
+        pass
+
+    def epoch_done(self, number: int, epoch: int, epochs: int, metrics: dict[str, float]) -> None:
+        pass
+
+    def trial_finished(self, number: int, state: str, value: float | None, finished: int) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class TrialOrder:
+    """What an engine decided for one trial; the runner carries it out."""
+
+    number: int
+    trial_id: int
+    config: dict[str, Any]
+    #: Train until this epoch (1-based, inclusive).
+    epochs: int
+    #: The first try's number: a trial and the copies that continue it share checkpoints.
+    lineage: int
+    #: The cut trial this one continues (a copy), if any.
+    continues: int | None = None
+    #: Hyperband's warm start: the lineage whose best weights this model starts from, the trial
+    #: whose first ``initial_epoch`` epochs are recorded as this one's, and that epoch count.
+    warm_start_lineage: int | None = None
+    inherits_from: TrialRecord | None = None
+    initial_epoch: int = 0
+    #: Keep the lineage's best-epoch weights (a later warm start reads them).
+    keep_best_weights: bool = False
+    #: Engine-specific facts recorded with the trial (bracket, Keras Tuner's trial id, ...).
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    state: TrialState
+    value: float | None
+    best_epoch: int | None
+    epochs_run: int
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class CutTrial:
+    """A trial whose process died or was stopped: its lineage must continue."""
+
+    number: int
+    trial_id: int
+    params: dict[str, Any]
+    lineage: int
+
+
+class Engine(Protocol):
+    """Decides; never builds, fits or writes rnnsearch's rows (the runner does)."""
+
+    name: str
+    #: Whether finished lineages' checkpoints may be dropped during the search (Hyperband's warm
+    #: starts read earlier trials' weights until its schedule ends).
+    drops_checkpoints_during_search: bool
+
+    def next_trial(self) -> TrialOrder | None:
+        """The next trial to run, or None when the search is over for this worker."""
+
+    def epoch_done(self, order: TrialOrder, epoch: int, metrics: dict[str, float]) -> bool:
+        """Take a finished (or replayed) epoch's metrics; True prunes the trial."""
+
+    def trial_finished(self, order: TrialOrder, outcome: TrialOutcome) -> None:
+        """Tell the engine how the trial ended (complete, pruned or failed)."""
+
+    def trial_cut(self, cut: CutTrial, reason: str) -> None:
+        """A trial was interrupted (its process died, or Ctrl-C): arrange its continuation."""
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in ("rnnsearch", "tensorflow", "keras", "optuna", "keras-tuner", "numpy"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+# -- ownership and recovery -------------------------------------------------------------------
+
+
+def process_owner() -> dict[str, Any]:
+    import psutil
+
+    pid = os.getpid()
+    return {
+        "host": socket.gethostname(),
+        "pid": pid,
+        "pid_started": psutil.Process(pid).create_time(),
+    }
+
+
+def owner_is_dead(extra: dict[str, Any]) -> bool:
+    """True only when the owner ran on this host and its process is gone (or was replaced)."""
+    import psutil
+
+    if extra.get("host") != socket.gethostname() or "pid" not in extra:
+        return False
+    try:
+        proc = psutil.Process(int(extra["pid"]))
+    except psutil.NoSuchProcess:
+        return True
+    if proc.status() == psutil.STATUS_ZOMBIE:
+        return True
+    return abs(proc.create_time() - float(extra.get("pid_started", 0))) > 1.0
+
+
+def finished_count(db: StudyDatabase, study: str) -> int:
+    counts = db.state_counts(study)
+    return sum(counts.get(s, 0) for s in FINISHED_STATES)
+
+
+@contextmanager
+def heartbeat(db: StudyDatabase, trial_id: int) -> Iterator[None]:
+    """Keep the trial's heartbeat fresh while it runs (so other hosts can tell it is alive)."""
+    storage = db.optuna_storage
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_SECONDS):
+            try:
+                storage.record_heartbeat(trial_id)
+            except Exception:  # noqa: BLE001 - a missed beat only makes the trial look stale
+                pass
+
+    storage.record_heartbeat(trial_id)
+    thread = threading.Thread(target=beat, name=f"rnnsearch-heartbeat-{trial_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=HEARTBEAT_SECONDS)
+
+
+class InterruptGuard:
+    """First Ctrl-C: stop the trial cleanly (KeyboardInterrupt). Second: abort at once."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._previous: Any = None
+
+    def __enter__(self) -> InterruptGuard:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+        if self.count > 1:
+            os.write(2, b"\nrnnsearch: aborted\n")
+            os._exit(130)
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+# -- the runner -----------------------------------------------------------------------------
+
+
+class _EpochReporter:
+    """Per epoch: checkpoint, record, tell the engine; stop on prune or spent patience."""
+
+    def __init__(self, runner: TrialRunner, order: TrialOrder, prepared: PreparedData) -> None:
+        self.runner = runner
+        self.order = order
+        self.prepared = prepared
+        self.history: list[dict[str, float]] = []
+        self.seconds: list[float] = []
+        self.pruned = False
+        self.stopped_early = False
+        self._best = -math.inf
+
+    def epoch_done(self, model: Any, epoch: int, metrics: dict[str, float], seconds: float) -> bool:
+        runner, order = self.runner, self.order
+        self.history.append(metrics)
+        self.seconds.append(seconds)
+        runner.checkpoints.save(
+            lineage=order.lineage,
+            trial=order.number,
+            model=model,
+            epoch=epoch,
+            history=self.history,
+            seconds=self.seconds,
+            config=order.config,
+            data_fingerprint=self.prepared.fingerprint,
+        )
+        value = metrics.get("val_accuracy")
+        if order.keep_best_weights and value is not None and value > self._best:
+            runner.checkpoints.save_best_weights(order.lineage, model)
+        if value is not None:
+            self._best = max(self._best, value)
+        faults.point("after-checkpoint")
+        runner.record_epoch(order, epoch, metrics, seconds)
+        faults.point("after-epoch")
+        runner.observer.epoch_done(order.number, epoch, order.epochs, metrics)
+        return self._judge(epoch, metrics)
+
+    def replay(self, history: list[dict[str, float]], seconds: list[float]) -> bool:
+        """Record restored epochs as this trial's; True if that prunes it (if they exhaust its
+        patience instead, ``stopped_early`` is set and the trial ends)."""
+        for i, metrics in enumerate(history, start=1):
+            sec = seconds[i - 1] if i - 1 < len(seconds) else 0.0
+            self.runner.record_epoch(self.order, i, metrics, sec)
+            self.history.append(metrics)
+            self.seconds.append(sec)
+            if "val_accuracy" in metrics:
+                self._best = max(self._best, metrics["val_accuracy"])
+            if self._judge(i, metrics):
+                break
+        return self.pruned
+
+    def _judge(self, epoch: int, metrics: dict[str, float]) -> bool:
+        if "val_accuracy" not in metrics:
+            return False
+        prune = self.runner.engine.epoch_done(self.order, epoch, metrics)
+        if epoch >= self.order.epochs:
+            return False
+        if prune:
+            self.pruned = True
+            return True
+        patience = self.runner.plan.patience
+        if patience and self._epochs_since_best() >= patience:
+            self.stopped_early = True
+            return True
+        return False
+
+    def _epochs_since_best(self) -> int:
+        values = [h.get("val_accuracy", float("-inf")) for h in self.history]
+        return len(values) - (values.index(max(values)) + 1)
+
+
+class TrialRunner:
+    """Runs the trials an engine orders, until it orders none (see the module docstring)."""
+
+    def __init__(
+        self,
+        db: StudyDatabase,
+        plan: StudyPlan,
+        study_id: int,
+        source: DataSource,
+        engine: Engine,
+        checkpoints: CheckpointStore,
+        observer: Observer,
+    ) -> None:
+        self.db = db
+        self.plan = plan
+        self.study_id = study_id
+        self.source = source
+        self.engine = engine
+        self.checkpoints = checkpoints
+        self.observer = observer
+        self.owner = process_owner()
+        self.versions = library_versions()
+
+    # -- rows --------------------------------------------------------------------------------
+    def record(self, order: TrialOrder, state: TrialState, **fields: Any) -> None:
+        self.db.record_trial_info(
+            trial_id=order.trial_id,
+            study_id=self.study_id,
+            number=order.number,
+            engine=self.engine.name,
+            config=order.config,
+            status=state.value,
+            **fields,
+        )
+
+    def record_epoch(
+        self, order: TrialOrder, epoch: int, metrics: dict[str, float], seconds: float | None
+    ) -> None:
+        self.db.record_epoch(
+            trial_id=order.trial_id,
+            study_id=self.study_id,
+            epoch=epoch,
+            metrics=metrics,
+            seconds=seconds,
+        )
+
+    # -- recovery ----------------------------------------------------------------------------
+    def recover(self) -> list[int]:
+        """Mark trials whose worker died interrupted and hand them to the engine; their numbers."""
+        import optuna
+
+        storage = self.db.optuna_storage
+        study = self.plan.study
+        running = self.db.trials(study, [TrialState.RUNNING.value])
+        dead_here = [t for t in running if owner_is_dead(t.extra)]
+        stale = set(storage._get_stale_trial_ids(self.study_id))  # other hosts: heartbeat
+        cut: list[TrialRecord] = []
+        for t in running:
+            if t not in dead_here and t.trial_id not in stale:
+                continue
+            try:
+                changed = storage.set_trial_state_values(
+                    t.trial_id, state=optuna.trial.TrialState.FAIL
+                )
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+            if changed:
+                cut.append(t)
+        for t in cut:
+            self.cut(t, "its worker stopped mid-trial (killed or lost); its lineage continues")
+        return [t.number for t in cut]
+
+    def cut(self, t: TrialRecord, reason: str) -> None:
+        self.db.record_trial_info(
+            trial_id=t.trial_id,
+            study_id=self.study_id,
+            number=t.number,
+            engine=self.engine.name,
+            config=t.config,
+            status=TrialState.INTERRUPTED.value,
+            reason=reason,
+        )
+        lineage = int(t.extra.get("lineage", t.number))
+        self.engine.trial_cut(CutTrial(t.number, t.trial_id, dict(t.params), lineage), reason)
+
+    # -- one trial -----------------------------------------------------------------------------
+    def run(self, order: TrialOrder) -> TrialOutcome:
+        import keras
+
+        from search.model import build_model
+        from search.train import fit
+
+        extra: dict[str, Any] = {**self.owner, **order.extra, "lineage": order.lineage}
+        if order.continues is not None:
+            extra["resumed_from_trial"] = order.continues
+        self.record(order, TrialState.RUNNING, versions=self.versions, extra=extra)
+        faults.point("trial-started")
+        self.observer.trial_started(order.number, order.config, order.epochs)
+        started = time.perf_counter()
+        # Without this, every trial's graphs and weights stay in Keras' global state.
+        # free_memory=True runs the one garbage collection a trial needs.
+        keras.backend.clear_session(free_memory=True)
+        keras.utils.set_random_seed((self.plan.seed + order.number) % (2**32 - 1))
+        try:
+            prepared = self.source.prepare(order.config)
+        except Exception as exc:  # pragma: no cover - data was validated at load time
+            raise SearchError(f"cannot prepare the data: {exc}") from exc
+        reporter = _EpochReporter(self, order, prepared)
+        fit_seconds = 0.0
+        try:
+            with heartbeat(self.db, order.trial_id):
+                model, initial_epoch = self._model(order, prepared, reporter, build_model)
+                self.record(
+                    order,
+                    TrialState.RUNNING,
+                    data_fingerprint=prepared.fingerprint,
+                    param_count=int(model.count_params()),
+                )
+                if not (reporter.pruned or reporter.stopped_early):
+                    fit_started = time.perf_counter()
+                    fit(model, prepared, order.config, reporter, initial_epoch=initial_epoch)
+                    # Time inside Keras' fit (epochs, its own set-up and tear-down): overhead.
+                    fit_seconds = round(time.perf_counter() - fit_started, 3)
+        except TrialFailed as exc:
+            return self._finish(order, started, TrialState.FAILED, reporter, reason=str(exc))
+        except KeyboardInterrupt:
+            self.db.record_trial_info(
+                trial_id=order.trial_id,
+                study_id=self.study_id,
+                number=order.number,
+                engine=self.engine.name,
+                config=order.config,
+                status=TrialState.INTERRUPTED.value,
+                reason="interrupted by the user (Ctrl-C); its checkpoint is kept",
+                wall_seconds=time.perf_counter() - started,
+            )
+            self.engine.trial_cut(
+                CutTrial(order.number, order.trial_id, {}, order.lineage),
+                "interrupted by the user (Ctrl-C)",
+            )
+            raise
+        values = [h["val_accuracy"] for h in reporter.history if "val_accuracy" in h]
+        if not values:
+            return self._finish(
+                order,
+                started,
+                TrialState.FAILED,
+                reporter,
+                reason="training reported no val_accuracy",
+            )
+        extra_done: dict[str, Any] = {"fit_seconds": fit_seconds}
+        if reporter.pruned:
+            return self._finish(
+                order,
+                started,
+                TrialState.PRUNED,
+                reporter,
+                reason=f"pruned by the median rule after epoch {len(reporter.history)}",
+                extra=extra_done,
+            )
+        if reporter.stopped_early:
+            extra_done["stopped_early_at"] = len(reporter.history)
+        return self._finish(order, started, TrialState.COMPLETE, reporter, extra=extra_done)
+
+    def _model(
+        self,
+        order: TrialOrder,
+        prepared: PreparedData,
+        reporter: _EpochReporter,
+        build_model: Callable[..., Any],
+    ) -> tuple[Any, int]:
+        """The model to train and the epochs it has done: restored, warm-started or new."""
+        restored: Restored | None = None
+        if order.continues is not None:
+            restored = self.checkpoints.load(order.lineage, order.config, prepared.fingerprint)
+        if restored is not None:
+            self.record(
+                order,
+                TrialState.RUNNING,
+                extra={
+                    "resumed_at_epoch": restored.epoch,
+                    "restored_from_trial": restored.written_by,
+                },
+            )
+            reporter.replay(restored.history, restored.seconds)
+            return restored.model, restored.epoch
+        try:
+            model = build_model(order.config, prepared.spec)
+        except (ValueError, TypeError) as exc:
+            raise TrialFailed(f"cannot build the model: {exc}") from exc
+        if order.warm_start_lineage is not None:
+            weights = self.checkpoints.best_weights(order.warm_start_lineage)
+            if weights is not None:
+                model.load_weights(weights)
+                if order.inherits_from is not None:
+                    for rec in self.db.epochs(order.inherits_from.trial_id)[: order.initial_epoch]:
+                        metrics = {
+                            k: getattr(rec, k)
+                            for k in ("loss", "accuracy", "val_loss", "val_accuracy")
+                            if getattr(rec, k) is not None
+                        }
+                        self.record_epoch(order, rec.epoch, metrics, rec.seconds)
+                        reporter.history.append(metrics)
+                        reporter.seconds.append(rec.seconds or 0.0)
+                        if "val_accuracy" in metrics:
+                            self.engine.epoch_done(order, rec.epoch, metrics)
+                return model, order.initial_epoch
+        return model, 0
+
+    def _finish(
+        self,
+        order: TrialOrder,
+        started: float,
+        state: TrialState,
+        reporter: _EpochReporter,
+        *,
+        reason: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> TrialOutcome:
+        values = [h.get("val_accuracy") for h in reporter.history]
+        scored = [v for v in values if v is not None]
+        best_epoch = values.index(max(scored)) + 1 if scored else None
+        outcome = TrialOutcome(
+            state=state,
+            value=max(scored) if scored and state is not TrialState.FAILED else None,
+            best_epoch=best_epoch,
+            epochs_run=len(reporter.history),
+            reason=reason,
+        )
+        self.record(
+            order,
+            state,
+            reason=reason,
+            wall_seconds=time.perf_counter() - started,
+            extra={"best_epoch": best_epoch, **(extra or {})},
+        )
+        return outcome
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run_all(self, before_trial: Callable[[], bool] | None = None) -> int:
+        """Run the engine's trials until it orders none; return how many ran."""
+        ran = 0
+        failures_in_a_row = 0
+        with InterruptGuard():
+            while True:
+                if before_trial is not None and not before_trial():
+                    break
+                order = self.engine.next_trial()
+                if order is None:
+                    break
+                outcome = self.run(order)
+                self.engine.trial_finished(order, outcome)
+                faults.point("trial-finished")
+                ran += 1
+                if self.engine.drops_checkpoints_during_search:
+                    self.drop_checkpoints()
+                self.observer.trial_finished(
+                    order.number,
+                    outcome.state.value,
+                    outcome.value,
+                    finished_count(self.db, self.plan.study),
+                )
+                faults.point("between-trials")
+                failures_in_a_row = (
+                    failures_in_a_row + 1 if outcome.state is TrialState.FAILED else 0
+                )
+                if failures_in_a_row >= MAX_CONSECUTIVE_FAILURES:
+                    raise SearchError(
+                        f"stopping: the last {failures_in_a_row} trials of {self.plan.study!r} "
+                        f"failed; last reason: {outcome.reason}"
+                    )
+        return ran
+
+    def drop_checkpoints(self) -> None:
+        """Drop the checkpoints of finished lineages, except the best ``keep_checkpoints``.
+
+        A lineage is finished once one of its trials finished (copies only follow cuts).
+        """
+        trials = self.db.trials(self.plan.study)
+        keep = self.plan.keep_checkpoints
+        best = self.db.best(self.plan.study, top=keep) if keep > 0 else []
+        kept = {int(t.extra.get("lineage", t.number)) for t in best}
+        done = {int(t.extra.get("lineage", t.number)) for t in trials if t.state in FINISHED_STATES}
+        drop = [n for n in self.checkpoints.lineages() if n in done and n not in kept]
+        self.checkpoints.remove(drop)
