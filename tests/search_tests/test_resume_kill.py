@@ -309,8 +309,12 @@ def test_ctrl_c_marks_the_trial_interrupted_and_resume_continues(tmp_path, imdb_
     assert sorted(states.values()) == ["interrupted", "waiting"], states
     [cut] = [t for t in _trials(env) if t["state"] == "interrupted"]
     assert "Ctrl-C" in cut["reason"]
-    ckpt = tmp_path / "study.checkpoints" / "crash" / f"trial-{cut['number']:05d}"
-    assert list(ckpt.glob("epoch-*")), "the interrupted trial's checkpoint is kept"
+    # Checkpoints live under the study's identity, one folder per lineage (issue 15).
+    lineage = f"lineage-{cut['extra']['lineage']:05d}"
+    ckpt = tmp_path / "study.db.rnnsearch"
+    assert list(ckpt.glob(f"*/checkpoints/{lineage}/epoch-*")), (
+        "the interrupted trial's checkpoint is kept"
+    )
     resumed = _run(["resume", "crash", "--quiet"], env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     result = _check_resumed_study(tmp_path, env)
