@@ -109,6 +109,8 @@ class TrialOutcome:
     best_epoch: int | None
     epochs_run: int
     reason: str | None = None
+    #: Validation accuracy per epoch (1-based epochs at index epoch - 1; None: not measured).
+    val_accuracy: tuple[float | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -536,6 +538,7 @@ class TrialRunner:
             best_epoch=best_epoch,
             epochs_run=len(reporter.history),
             reason=reason,
+            val_accuracy=tuple(values),
         )
         self.record(
             order,

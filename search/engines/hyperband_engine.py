@@ -240,18 +240,20 @@ class HyperbandEngine:
         )
 
     def epoch_done(self, order: TrialOrder, epoch: int, metrics: dict[str, float]) -> bool:
-        trial, kt_trial = self._live[order.number]
-        value = metrics["val_accuracy"]
-        self.oracle.update_trial(kt_trial.trial_id, {"val_accuracy": value}, step=epoch)
-        trial.report(value, epoch)
+        trial, _ = self._live[order.number]
+        trial.report(metrics["val_accuracy"], epoch)
         return False  # Hyperband ends trials through its schedule, not by pruning
 
     def trial_finished(self, order: TrialOrder, outcome: TrialOutcome) -> None:
         trial, kt_trial = self._live.pop(order.number)
         status = kt.engine.trial.TrialStatus
-        if outcome.state is TrialState.COMPLETE:
+        # Keras Tuner's objective: the best val_accuracy over the epochs the trial trained itself
+        # (a warm start's inherited epochs are its parent's).
+        own = [v for v in outcome.val_accuracy[order.initial_epoch :] if v is not None]
+        if outcome.state is TrialState.COMPLETE and own:
             kt_trial.status = status.COMPLETED
-            self.study.tell(trial, outcome.value)
+            self.oracle.update_trial(kt_trial.trial_id, {"val_accuracy": max(own)})
+            self.study.tell(trial, max(own))
         else:
             kt_trial.status = status.FAILED
             kt_trial.message = outcome.reason or "failed"
@@ -259,6 +261,9 @@ class HyperbandEngine:
         try:
             with contextlib.redirect_stdout(sys.stderr):
                 self.oracle.end_trial(kt_trial)
+                # end_trial saves before it lets go of the ongoing trial (Keras Tuner's tuner
+                # saves again afterwards): without this a restart would run it once more.
+                self.oracle.save()
         except RuntimeError as exc:  # Keras Tuner's limit of consecutive failed trials
             raise SearchError(
                 f"Keras Tuner stopped the search: {str(exc).splitlines()[0]}"

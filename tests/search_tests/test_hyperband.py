@@ -91,8 +91,9 @@ def test_every_keras_tuner_trial_is_in_the_database(hb_study):
     try:
         config = db.study_config("hb")
         kt_dir = Path(config.options["kt_dir"])
-        # Keras Tuner's project directory sits beside the database and is recorded in the study.
-        assert kt_dir.parent == hb_study["root"] / "study.kt"
+        # Keras Tuner's project directory sits beside the database, in the folder named by the
+        # study's identity (issue 15), and is recorded in the study.
+        assert kt_dir.parent == hb_study["root"] / "study.db.rnnsearch" / config.uid
         kt = _kt_trials(kt_dir)
         expected = schedule_trials(3, 3, 1)
         assert len(kt) == expected == 6
@@ -193,6 +194,17 @@ def test_finished_schedule_resumes_to_nothing_more(hb_study):
     assert summary["ran"] == 0 and summary["finished"] == before
 
 
+def _kt_dir(db: Path, study: str) -> Path:
+    """Where the study keeps Keras Tuner's project (under its identity; recorded with it)."""
+    from storage import StudyDatabase
+
+    database = StudyDatabase(f"sqlite:///{db}", create=False)
+    try:
+        return Path(database.study_config(study).options["kt_dir"])
+    finally:
+        database.dispose()
+
+
 def _hb_env(tmp_path: Path) -> tuple[dict, list[str]]:
     import os
 
@@ -271,7 +283,7 @@ def test_sigkilled_hyperband_resumes_to_its_schedule(
     assert len(interrupted) <= 1
     assert not [r for r in rows if r["state"] in ("running", "waiting", "failed")]
     assert len({r["number"] for r in rows}) == len(rows)
-    kt_dir = tmp_path / "study.kt" / "hbk"
+    kt_dir = _kt_dir(tmp_path / "study.db", "hbk")
     kt_ids = sorted(p.parent.name.removeprefix("trial_") for p in kt_dir.glob("trial_*/trial.json"))
     # Each Keras Tuner trial finished exactly once in the database; the cut one was run again.
     assert sorted(r["extra"]["kt_trial_id"] for r in complete) == kt_ids
@@ -300,7 +312,7 @@ def test_torn_keras_tuner_state_is_restored_from_its_last_good_version(tmp_path,
         env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
-    kt_dir = tmp_path / "study.kt" / "torn"
+    kt_dir = _kt_dir(tmp_path / "study.db", "torn")
     oracle = kt_dir / "oracle.json"
     text = oracle.read_text()
     oracle.write_text(text[: len(text) // 2])  # what an in-place write cut by a kill leaves
