@@ -83,7 +83,11 @@ def plan_for(req: RunRequest, requested_space: Space | None) -> StudyPlan:
     if _sqlite_file_missing(url):
         if req.resume_only:
             raise UsageError(f"no study named {req.study!r} to resume: {url} does not exist")
-        # A new database: StudyDatabase checks its folder when it creates the file.
+        from sqlalchemy.engine import make_url
+
+        path = Path(str(make_url(url).database))
+        if not path.parent.is_dir():
+            raise StorageURLError(f"{path}: the folder {path.parent} does not exist")
         return resolve_plan(
             req, None, exists=False, finished=0, trials_so_far=0, requested_space=requested_space
         )

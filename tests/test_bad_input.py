@@ -140,8 +140,6 @@ def write(name: str, content: str | bytes) -> Callable[[Path], Path]:
 
 
 DEEP_TOML = "x = " + "[" * 1000 + "]" * 1000 + "\n"
-NEEDS_DATA = pytest.mark.xfail(strict=False, reason="needs h16data")
-NEEDS_SERVICE = pytest.mark.xfail(strict=False, reason="needs service validation")
 LONG_NAME = "n" * 10_000
 
 ROWS: list[Row] = [
@@ -387,33 +385,28 @@ ROWS: list[Row] = [
         lambda d: [*run_args("--data", str(d / "data.npz"))(d)],
         "data.npz",
         setup=_pickle_npz,
-        marks=[NEEDS_DATA],
     ),
     Row(
         "data-object-npz-os-system",
         lambda d: [*run_args("--data", str(d / "data.npz"))(d)],
         "data.npz",
         setup=_object_npz,
-        marks=[NEEDS_DATA],
     ),
     Row(
         "data-missing-file",
         lambda d: [*run_args("--data", str(d / "missing.csv"))(d)],
         "missing.csv",
-        marks=[NEEDS_SERVICE],
     ),
     Row(
         "data-empty-csv",
         lambda d: [*run_args("--data", str(d / "d.csv"))(d)],
         "d.csv",
         setup=write("d.csv", "text,label\n"),
-        marks=[NEEDS_SERVICE],
     ),
     Row(
         "resume-missing-db",
         lambda d: ["resume", "x", "--quiet", "--storage", f"sqlite:///{d / 'none.db'}"],
         "none.db",
-        marks=[NEEDS_SERVICE],
     ),
     # The same refusals from the installed command, in a subprocess.
     Row("sub-seed-negative", run_args("--seed", "-1"), "--seed -1", subprocess=True),

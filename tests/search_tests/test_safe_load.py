@@ -221,10 +221,6 @@ def test_cli_process_refuses_the_exploit_before_it_runs(tmp_path):
     assert not sentinel.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="search/service.py opens (creates) the study database before it reads the data",
-)
 def test_refused_data_leaves_no_study_database(tmp_path):
     path = object_member(tmp_path, tmp_path / "SENTINEL")
     result = run_cli(tmp_path, path)
