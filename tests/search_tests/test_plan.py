@@ -1,0 +1,165 @@
+"""Plan resolution (search.plan.resolve_plan): the request meets the stored study, pure."""
+
+from __future__ import annotations
+
+import pytest
+
+from search.errors import UsageError
+from search.plan import (
+    DEFAULT_KEEP_CHECKPOINTS,
+    DEFAULT_TRIALS,
+    RunRequest,
+    resolve_plan,
+    schedule_trials,
+)
+from spaces import Space
+from storage import StudyConfig
+
+SPACE = {"cell": {"choice": ["gru", "lstm"]}, "units": {"low": 4, "high": 8}}
+OTHER = {"cell": {"choice": ["gru", "simple"]}, "units": {"low": 4, "high": 8}}
+
+
+def _space(dims: dict = SPACE, name: str = "s") -> Space:
+    return Space.from_dict({"name": name, "dimensions": dims})
+
+
+def _stored(engine: str = "optuna", target: int = 10, **options) -> StudyConfig:
+    return StudyConfig(
+        name="st",
+        study_id=1,
+        engine=engine,
+        space_name="s",
+        space_json=_space().to_json(),
+        data={"source": "data.npz", "limit": 500, "options": {"bucketing": True}},
+        seed=7,
+        target_trials=target,
+        options={"max_epochs": 3, "keep_checkpoints": 2, **options},
+        uid="11111111-2222-3333-4444-555555555555",
+    )
+
+
+def plan(req: RunRequest, stored: StudyConfig | None = None, finished: int = 0, space=None):
+    return resolve_plan(
+        req,
+        stored,
+        exists=stored is not None,
+        finished=finished,
+        trials_so_far=finished,
+        requested_space=space,
+    )
+
+
+def test_new_study_takes_the_request_and_the_defaults():
+    p = plan(RunRequest(study="st", data="d.npz", seed=3), space=_space())
+    assert (p.engine, p.data, p.seed, p.existing, p.stored) == ("optuna", "d.npz", 3, False, None)
+    assert p.target == DEFAULT_TRIALS and p.max_epochs == 5
+    assert p.keep_checkpoints == DEFAULT_KEEP_CHECKPOINTS and p.patience is None
+    assert p.data_options["bucketing"] is True
+    assert p.options()["keep_checkpoints"] == DEFAULT_KEEP_CHECKPOINTS
+
+
+def test_keep_checkpoints_zero_is_kept_and_negative_refused():
+    assert plan(RunRequest(study="st", keep_checkpoints=0)).keep_checkpoints == 0
+    assert plan(RunRequest(study="st", keep_checkpoints=0), _stored()).keep_checkpoints == 0
+    with pytest.raises(UsageError, match="--keep-checkpoints -1"):
+        plan(RunRequest(study="st", keep_checkpoints=-1))
+
+
+def test_existing_study_keeps_what_it_stored():
+    p = plan(RunRequest(study="st"), _stored(), finished=4)
+    assert (p.data, p.limit, p.seed, p.max_epochs, p.keep_checkpoints) == ("data.npz", 500, 7, 3, 2)
+    assert p.existing and p.uid == "11111111-2222-3333-4444-555555555555"
+    # interrupted before its target: first reach it
+    assert p.target == 10
+
+
+@pytest.mark.parametrize(
+    ("req", "finished", "target"),
+    [
+        (RunRequest(study="st", trials=5), 10, 15),  # a finished study: --trials more
+        (RunRequest(study="st", add=5), 4, 15),  # --add: on top of the target
+        (RunRequest(study="st"), 10, 10 + DEFAULT_TRIALS),
+        (RunRequest(study="st", trials=12, resume_only=True), 4, 12),  # resume: in all
+        (RunRequest(study="st", add=2, resume_only=True), 4, 12),
+        (RunRequest(study="st", resume_only=True), 4, 10),
+    ],
+)
+def test_trials_versus_add(req, finished, target):
+    assert plan(req, _stored(), finished=finished).target == target
+
+
+@pytest.mark.parametrize(
+    ("req", "message"),
+    [
+        (RunRequest(study="st", engine="hyperband"), "mixing engines"),
+        (RunRequest(study="st", data="other.npz"), "--data other.npz"),
+        (RunRequest(study="st", limit=100), "--limit 100"),
+        (RunRequest(study="st", seed=8), "--seed 8"),
+        (RunRequest(study="st", bucketing=False), "--no-bucketing"),
+        (RunRequest(study="st", checkpoint_dir="/elsewhere"), "--checkpoint-dir /elsewhere"),
+        (RunRequest(study="st", hyperband_factor=3), "--factor"),
+        (RunRequest(study="st", trials=0), "--trials 0"),
+        (RunRequest(study="st", engine="bogus"), "--engine bogus"),
+    ],
+)
+def test_conflicts_with_the_stored_study_are_refused(req, message):
+    with pytest.raises(UsageError, match=message):
+        plan(req, _stored())
+
+
+def test_changed_space_is_refused_unless_allowed():
+    with pytest.raises(UsageError, match="differs from the space"):
+        plan(RunRequest(study="st", space="o.toml"), _stored(), space=_space(OTHER, "o"))
+    allowed = plan(
+        RunRequest(study="st", space="o.toml", allow_space_change=True),
+        _stored(),
+        space=_space(OTHER, "o"),
+    )
+    assert allowed.space.fingerprint == _space(OTHER, "o").fingerprint
+    same = plan(RunRequest(study="st", space="s.toml"), _stored(), space=_space())
+    assert same.space.fingerprint == _space().fingerprint
+
+
+def test_new_study_refusals():
+    with pytest.raises(UsageError, match="to resume"):
+        plan(RunRequest(study="st", resume_only=True))
+    with pytest.raises(UsageError, match="--add needs an existing study"):
+        plan(RunRequest(study="st", add=3))
+    with pytest.raises(UsageError, match="not created by rnnsearch"):
+        resolve_plan(
+            RunRequest(study="st"),
+            None,
+            exists=True,
+            finished=0,
+            trials_so_far=0,
+            requested_space=None,
+        )
+
+
+@pytest.mark.parametrize(
+    ("req", "message"),
+    [
+        (RunRequest(study="st", engine="hyperband", workers=2), "--workers 2"),
+        (RunRequest(study="st", engine="hyperband", time_budget=60.0), "--time-budget"),
+        (RunRequest(study="st", engine="hyperband", patience=1), "--patience 1"),
+        (RunRequest(study="st", engine="hyperband", hyperband_factor=1), "--factor 1"),
+        (RunRequest(study="st", engine="hyperband", join_only=True), "cannot join"),
+        (RunRequest(study="st", time_budget=float("nan")), "--time-budget"),
+    ],
+)
+def test_engine_options(req, message):
+    with pytest.raises(UsageError, match=message):
+        plan(req)
+
+
+def test_hyperband_target_is_its_schedule_or_the_cap():
+    p = plan(RunRequest(study="st", engine="hyperband", max_epochs=3, hyperband_factor=3))
+    assert p.schedule == schedule_trials(3, 3, 1) == 6 and p.target == 6
+    assert p.kt_max_trials is None
+    capped = plan(RunRequest(study="st", engine="hyperband", max_epochs=3, trials=4))
+    assert capped.target == 4 and capped.kt_max_trials == 4
+    stored = _stored(engine="hyperband", factor=3, hyperband_iterations=1, kt_max_trials=4)
+    more = plan(RunRequest(study="st", add=2), stored, finished=4)
+    assert more.kt_max_trials == 6 and more.target == 6
+    with pytest.raises(UsageError, match="its schedule cannot change"):
+        plan(RunRequest(study="st", max_epochs=9), stored)
