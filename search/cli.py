@@ -448,7 +448,12 @@ def _check_run_args(args: dict[str, Any], *, resume_only: bool) -> None:
         ("--hyperband-iterations", "hyperband_iterations"),
     ):
         check_count(option, args.get(key))
-    check_count("--patience", args.get("patience"), minimum=0)
+    patience = args.get("patience")
+    if patience is not None and patience < 0:
+        from search.errors import UsageError
+
+        raise UsageError(f"--patience {patience}: expected 0 (off) or a positive integer")
+    check_count("--patience", patience, minimum=0)
     check_keep_checkpoints(args.get("keep_checkpoints"))
     if args.get("time_budget") is not None:
         args["time_budget"] = parse_duration(args["time_budget"])
