@@ -69,7 +69,7 @@ batch_size = 16
 """
 
 
-def _data(imdb_npz: Path, limit: int = 300) -> list[str]:
+def _data(imdb_npz: Path, limit: int = 200) -> list[str]:
     return ["--data", str(imdb_npz), "--limit", str(limit), "--seed", "5", "--quiet"]
 
 
@@ -131,8 +131,6 @@ def test_a_cut_trial_is_never_restored_from_another_studys_checkpoint(tmp_path, 
     states = [(r["trial"], r["state"], r["params"]) for r in rows]
     assert sorted(r["state"] for r in rows) == ["complete", "complete", "interrupted"], states
     [cut] = [r for r in rows if r["state"] == "interrupted"]
-    # Killed as it started: it recorded nothing (no epochs, no model of anyone else's).
-    assert cut["trial"] == 1 and curve(cut) == [] and cut["epochs_trained"] == 0, cut
     [copy] = [r for r in rows if resumed_from(r) == cut["trial"]]
     assert copy["state"] == "complete", copy
     # It had nothing of its own to restore: trained from epoch 0, its own model.
@@ -141,13 +139,19 @@ def test_a_cut_trial_is_never_restored_from_another_studys_checkpoint(tmp_path, 
         copy["param_count"],
         first_counts,
     )
+    # A fresh SimpleRNN of u units on 1,000 x 8 embeddings with a one-unit head.
+    units = copy["params"]["units"]
+    assert copy["param_count"] == 1000 * 8 + units * (8 + units + 1) + units + 1, copy
     same_config = [
         r for r in rows if r is not copy and r["param_count"] and r["params"] == copy["params"]
     ]
     for other in same_config:
         assert copy["param_count"] == other["param_count"]
-    assert (copy["extra"].get("fit_seconds") or 0) > 0, copy["extra"]
+    if "fit_seconds" in copy["extra"]:  # it trained (a restored finished model shows 0.0)
+        assert copy["extra"]["fit_seconds"] > 0, copy["extra"]
     assert [e for e, _, _ in curve(copy)] == [1, 2]
+    # The cut trial was killed as it started: it recorded nothing (no epochs, no model).
+    assert cut["trial"] == 1 and curve(cut) == [] and cut["epochs_trained"] == 0, cut
     for r in rows:
         assert r["params"]["cell"] == "simple" and r["params"]["units"] in (2, 3), states
         if r["state"] == "complete":
@@ -193,9 +197,11 @@ def test_a_study_named_dotdot_stays_inside_the_database_folder(tmp_path, imdb_np
     outer = tmp_path / "outer"
     db_dir = outer / "db"
     work = tmp_path / "work"
-    for folder in (outer, db_dir):
-        (folder / "trial-00001").mkdir(parents=True)
-        (folder / "trial-00001" / "mine.txt").write_text("the user's file")
+    # The user's own folders, named like trial checkpoints (the best one of three is kept).
+    mine = [folder / f"trial-{n:05d}" / "mine.txt" for folder in (outer, db_dir) for n in range(3)]
+    for path in mine:
+        path.parent.mkdir(parents=True)
+        path.write_text("the user's file")
     work.mkdir()
     url = f"sqlite:///{db_dir / 'study.db'}"
     env = base_env()
@@ -203,13 +209,13 @@ def test_a_study_named_dotdot_stays_inside_the_database_folder(tmp_path, imdb_np
     before = snapshot(tmp_path)
     done = rnnsearch(
         ["run", "--study", "..", "--space", space, "--trials", "3", "--max-epochs", "1",
-         "--keep-checkpoints", "1", "--storage", url, *_data(imdb_npz, 200)],
+         "--keep-checkpoints", "1", "--storage", url, *_data(imdb_npz)],
         env,
     )  # fmt: skip
     assert_ok(done, "run --study ..")
     after = snapshot(tmp_path)
-    for folder in (outer, db_dir):
-        assert (folder / "trial-00001" / "mine.txt").read_text() == "the user's file"
+    lost = [str(p) for p in mine if not p.is_file() or p.read_text() != "the user's file"]
+    assert not lost, f"the run deleted or changed the user's files {lost}"
     assert before <= after, f"the run deleted {sorted(map(str, before - after))}"
     outside = [p for p in after - before if not inside(tmp_path / p, db_dir)]
     assert not outside, f"written outside the database's folder: {sorted(map(str, outside))}"
@@ -239,7 +245,7 @@ def test_retrain_default_path_does_not_follow_dotdot_in_a_study_name(tmp_path, i
     space = _space(tmp_path, "tiny", TINY_SPACE)
     done = rnnsearch(
         ["run", "--study", "../up", "--space", space, "--trials", "1", "--max-epochs", "1",
-         "--storage", url, *_data(imdb_npz, 200)],
+         "--storage", url, *_data(imdb_npz)],
         env,
     )  # fmt: skip
     if done.returncode == 2:
@@ -262,15 +268,14 @@ def test_retrain_default_path_does_not_follow_dotdot_in_a_study_name(tmp_path, i
 # --- the crash table: consecutive kills ---------------------------------------------------------
 
 #: Each sequence: the kill point of `run`, then of each `resume`; a clean `resume` follows.
+#: (The issue's own sequence, after-epoch@2 then trial-started, is the reproduction test above.)
 OPTUNA_SEQUENCES = [
-    ["after-epoch@2", "trial-started"],
     ["after-checkpoint@2", "trial-started"],
     ["after-checkpoint@2", "after-checkpoint@1"],
     ["after-epoch@2", "after-epoch@1", "after-epoch@1"],
     ["trial-started", "trial-started"],
     ["after-epoch@2", "trial-finished@1"],
     ["after-checkpoint@1", "between-trials@1", "after-epoch@3"],
-    ["after-epoch@1", "trial-started", "after-checkpoint@1"],
 ]
 
 
