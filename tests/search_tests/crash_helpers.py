@@ -22,6 +22,7 @@ from typing import Any
 EXE = str(Path(sys.executable).with_name("rnnsearch"))
 KILL_ENV = "RNNSEARCH_KILL_AT"
 FINISHED = ("complete", "pruned", "failed")
+IN_TRIAL_POINTS = ("trial-started", "after-checkpoint", "after-epoch")
 
 #: A tiny space: one epoch of 200-400 reviews takes well under a second on one core.
 TINY_SPACE = """
@@ -152,6 +153,10 @@ def run_kill_sequence(
         if running:
             kill.cut = running[0]["trial"]
             kill.recorded = len(curve(running[0]))
+        # These points lie inside a trial (it stays `running` until the next start finds it
+        # dead); the others between trials.
+        in_trial = point.split("@")[0] in IN_TRIAL_POINTS
+        assert (kill.cut is not None) == in_trial, (point, [(r["trial"], r["state"]) for r in rows])
         out.kills.append(kill)
     if not out.kills:
         proc = rnnsearch(["run", "--study", study, *run_args, "--format", "json"], env)
