@@ -261,7 +261,11 @@ def test_retrain_default_path_does_not_follow_dotdot_in_a_study_name(tmp_path, i
     new = snapshot(tmp_path) - before
     models = [p for p in new if p.suffix == ".keras"]
     assert len(models) == 1, sorted(map(str, new))
-    assert inside(tmp_path / models[0], work), f"saved outside {work}: {models[0]}"
+    # The default model file lives in the study's artefact folder, named by the study's
+    # identity (never by its name): beside the database, whatever the working folder.
+    saved = tmp_path / models[0]
+    assert inside(saved, db_dir / "study.db.rnnsearch"), f"saved outside the artefacts: {saved}"
+    assert "up" not in saved.relative_to(db_dir).as_posix().replace("study.db", "")
 
 
 # --- the crash table: consecutive kills ---------------------------------------------------------
