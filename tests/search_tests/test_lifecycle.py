@@ -221,7 +221,8 @@ def test_a_study_named_dotdot_stays_inside_the_database_folder(tmp_path, imdb_np
     rows = export(env, "..", url)
     assert sorted(r["state"] for r in rows) == ["complete"] * 3
 
-    # retrain without --save writes its model into the working directory, nowhere else.
+    # retrain without --save writes its model into the study's artefact folder (named by its
+    # identity, beside the database), nowhere else.
     before = snapshot(tmp_path)
     retrained = rnnsearch(
         ["retrain", "..", "--epochs", "1", "--limit", "200", "--storage", url], env, cwd=work
@@ -229,7 +230,9 @@ def test_a_study_named_dotdot_stays_inside_the_database_folder(tmp_path, imdb_np
     assert_ok(retrained, "retrain ..")
     new = snapshot(tmp_path) - before
     models = [p for p in new if p.suffix == ".keras"]
-    assert len(models) == 1 and inside(tmp_path / models[0], work), sorted(map(str, new))
+    assert len(models) == 1 and inside(tmp_path / models[0], db_dir / "study.db.rnnsearch"), sorted(
+        map(str, new)
+    )
     stray = [p for p in new if not (inside(tmp_path / p, work) or inside(tmp_path / p, db_dir))]
     assert not stray, sorted(map(str, stray))
 
