@@ -343,6 +343,12 @@ def _check_hyperband(seq: Any, by_number: dict[int, dict[str, Any]]) -> None:
         if origin is not None:
             assert by_number[origin]["state"] == "interrupted", (r["trial"], origin)
             assert by_number[origin]["extra"].get("kt_trial_id") == r["extra"]["kt_trial_id"]
+            # One runner for both engines: a Hyperband copy also continues from the lineage's
+            # checkpoint, losing no recorded (hence checkpointed) epoch.
+            assert r["extra"].get("resumed_at_epoch", 0) >= by_number[origin]["epochs_trained"], (
+                r["trial"],
+                origin,
+            )
     copies = [resumed_from(r) for r in rows if resumed_from(r) is not None]
     assert len(copies) == len(set(copies)), copies
 
