@@ -121,6 +121,14 @@ class StudyArtefacts:
         self.db.forget_artefacts(gone)
         return len(gone)
 
+    def remove_empty_folders(self) -> None:
+        """Remove the study's folders that are left empty (never a file or a user's folder)."""
+        for folder in (self.root / CHECKPOINTS, self.root / MODELS, self.root):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+
 
 def remove_path(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():

@@ -710,7 +710,7 @@ def delete(
     """Delete a study: its trials, rnnsearch's rows and the files it recorded creating."""
 
     def body() -> None:
-        from search.errors import UsageError
+        from search.errors import SearchError
         from search.service import delete_study
         from storage import StudyDatabase
 
@@ -724,11 +724,11 @@ def delete(
                     default=False,
                     err=True,
                 ):
-                    raise UsageError(f"study {study!r}: not deleted (answer y, or pass --yes)")
+                    raise SearchError(f"study {study!r}: not deleted (answer y, or pass --yes)")
             removed = delete_study(db, study)
         finally:
             db.dispose()
-        _echo(f"deleted study {study}: {trials} trials, {removed} artefact folders")
+        _echo(f"deleted study {study}: {trials} trials, {removed} recorded files and folders")
 
     guarded(body, debug)
 

@@ -1,0 +1,76 @@
+"""`rnnsearch delete STUDY`: the study, its rows and the files it recorded creating; no more."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from search.cli import app
+
+SPACE = """
+name = "tiny-delete"
+[dimensions]
+cell = "gru"
+units = { low = 4, high = 6 }
+maxlen = 30
+embedding_dim = 8
+vocab_size = 1000
+batch_size = 32
+"""
+
+
+def invoke(*args: str, input: str | None = None):
+    return CliRunner().invoke(app, list(args), input=input)
+
+
+def test_delete_removes_the_study_its_rows_and_recorded_files_only(tmp_path: Path, imdb_npz):
+    space = tmp_path / "s.toml"
+    space.write_text(SPACE)
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    for study in ("gone", "kept"):
+        ran = invoke(
+            "run", "--study", study, "--space", str(space), "--trials", "2", "--max-epochs", "1",
+            "--data", str(imdb_npz), "--limit", "200", "--storage", url, "--quiet", "--seed", "1",
+        )  # fmt: skip
+        assert ran.exit_code == 0, ran.output
+    base = tmp_path / "d.db.rnnsearch"
+    folders = sorted(p for p in base.iterdir() if p.is_dir())
+    assert len(folders) == 2  # one folder per study identity
+    # Something of the user's inside a study's folder: not recorded, so never deleted.
+    from storage import StudyDatabase
+
+    db = StudyDatabase(url, create=False)
+    gone_uid = db.study_config("gone").uid
+    db.dispose()
+    mine = base / gone_uid / "notes.txt"
+    mine.write_text("mine")
+    assert list((base / gone_uid / "checkpoints").glob("lineage-*"))
+
+    declined = invoke("delete", "gone", "--storage", url, input="n\n")
+    assert declined.exit_code == 1 and "not deleted" in declined.stderr
+    listed = json.loads(invoke("studies", "--storage", url, "--format", "json").stdout)
+    assert sorted(s["name"] for s in listed) == ["gone", "kept"]
+
+    done = invoke("delete", "gone", "--yes", "--storage", url)
+    assert done.exit_code == 0, done.output
+    assert "deleted study gone: 2 trials" in done.stdout
+    listed = json.loads(invoke("studies", "--storage", url, "--format", "json").stdout)
+    assert [s["name"] for s in listed] == ["kept"]
+    assert not (base / gone_uid / "checkpoints").exists()
+    assert mine.read_text() == "mine"
+    kept = json.loads(invoke("trials", "kept", "--storage", url, "--format", "json").stdout)
+    assert [t["state"] for t in kept] == ["complete", "complete"]
+    assert all(t["epochs"] == 1 for t in kept)
+    # A new study of the deleted one's name starts afresh: nothing of the old one shows.
+    again = invoke(
+        "run", "--study", "gone", "--space", str(space), "--trials", "1", "--max-epochs", "1",
+        "--data", str(imdb_npz), "--limit", "200", "--storage", url, "--quiet",
+    )  # fmt: skip
+    assert again.exit_code == 0, again.output
+    fresh = json.loads(invoke("trials", "gone", "--storage", url, "--format", "json").stdout)
+    assert [t["number"] for t in fresh] == [0] and fresh[0]["epochs"] == 1
+
+    missing = invoke("delete", "nope", "--yes", "--storage", url)
+    assert missing.exit_code == 2 and "no study named 'nope'" in missing.stderr
