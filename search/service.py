@@ -63,29 +63,16 @@ class RunSummary:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def _sqlite_file_missing(url: str) -> bool:
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    return (
-        parsed.get_backend_name() == "sqlite"
-        and bool(parsed.database)
-        and not Path(str(parsed.database)).exists()
-    )
-
-
 def plan_for(req: RunRequest, requested_space: Space | None) -> StudyPlan:
     """Resolve the run's plan by reading the database only (nothing is created or written)."""
     from storage import StorageURLError
-    from storage.database import check_url, resolve_url
+    from storage.database import check_url, resolve_url, sqlite_path
 
     url = check_url(resolve_url(req.storage))
-    if _sqlite_file_missing(url):
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
         if req.resume_only:
-            raise UsageError(f"no study named {req.study!r} to resume: {url} does not exist")
-        from sqlalchemy.engine import make_url
-
-        path = Path(str(make_url(url).database))
+            raise UsageError(f"no study named {req.study!r} to resume: {path} does not exist")
         if not path.parent.is_dir():
             raise StorageURLError(f"{path}: the folder {path.parent} does not exist")
         return resolve_plan(
@@ -99,8 +86,6 @@ def plan_for(req: RunRequest, requested_space: Space | None) -> StudyPlan:
         return resolve_plan(
             req, None, exists=False, finished=0, trials_so_far=0, requested_space=requested_space
         )
-    except StorageURLError:
-        raise
     try:
         try:
             stored = view.study_config(req.study)
@@ -204,9 +189,12 @@ def _run(db: StudyDatabase, plan: StudyPlan, source: DataSource, observer: Obser
         from search.engines.hyperband_engine import HyperbandEngine, atomic_kt_state
 
         study = HyperbandEngine.create_study(db, plan)
-        kt_dir = artefacts.root / KERAS_TUNER
+        stored_kt = plan.stored.options.get("kt_dir") if plan.stored else None
+        # Studies from before artefacts were keyed by identity keep their (unrecorded) folder.
+        kt_dir = Path(stored_kt) if stored_kt else artefacts.root / KERAS_TUNER
         record_study(db, plan, source, uid, {"kt_dir": str(kt_dir)})
-        artefacts.kt_project()
+        if not stored_kt:
+            artefacts.kt_project()
         engine = HyperbandEngine(db, plan, study, db.study_id(plan.study), kt_dir)
         runner = TrialRunner(
             db, plan, engine.study_id, source, engine, artefacts.checkpoints(), observer

@@ -413,10 +413,7 @@ class TrialRunner:
         # free_memory=True runs the one garbage collection a trial needs.
         keras.backend.clear_session(free_memory=True)
         keras.utils.set_random_seed((self.plan.seed + order.number) % (2**32 - 1))
-        try:
-            prepared = self.source.prepare(order.config)
-        except Exception as exc:  # pragma: no cover - data was validated at load time
-            raise SearchError(f"cannot prepare the data: {exc}") from exc
+        prepared = self.source.prepare(order.config)
         reporter = _EpochReporter(self, order, prepared)
         fit_seconds = 0.0
         try:

@@ -150,7 +150,8 @@ def resolve_url(url: str | None) -> str:
     return url or os.environ.get(ENV_VAR) or DEFAULT_URL
 
 
-def _sqlite_path(url: str) -> Path | None:
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for PostgreSQL or an in-memory database)."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return None
@@ -291,7 +292,7 @@ class StudyDatabase:
         self.url = check_url(raw)
         self.display_url = _display(raw)
         self.read_only = (not create) if read_only is None else read_only
-        path = _sqlite_path(self.url)
+        path = sqlite_path(self.url)
         self._path = path
         if path is not None:
             self._check_sqlite_file(path, create=create)
