@@ -364,11 +364,11 @@ class TrialRunner:
         storage = self.db.optuna_storage
         study = self.plan.study
         running = self.db.trials(study, [TrialState.RUNNING.value])
-        dead_here = [t for t in running if owner_is_dead(t.extra)]
-        stale = set(storage._get_stale_trial_ids(self.study_id))  # other hosts: heartbeat
+        # Other hosts' trials: Optuna's heartbeat rule (the check fail_stale_trials makes).
+        stale = set(storage._get_stale_trial_ids(self.study_id))
         cut: list[TrialRecord] = []
         for t in running:
-            if t not in dead_here and t.trial_id not in stale:
+            if t.trial_id not in stale and not owner_is_dead(t.extra):
                 continue
             try:
                 changed = storage.set_trial_state_values(
