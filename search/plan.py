@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from search.errors import UsageError
@@ -65,6 +66,18 @@ class RunRequest:
 
 
 @dataclass(frozen=True)
+class HyperbandSchedule:
+    """Hyperband's settings of a run: reduction factor, iterations, the schedule's trial count,
+    the cap on Keras Tuner's trials (None: the schedule decides) and the resulting target."""
+
+    factor: int
+    iterations: int
+    schedule: int
+    max_trials: int | None
+    target: int
+
+
+@dataclass(frozen=True)
 class StudyPlan:
     """Everything a run needs to know, resolved from the request and the stored study."""
 
@@ -85,12 +98,8 @@ class StudyPlan:
     checkpoint_dir: str | None
     workers: int
     join_only: bool
-    #: Hyperband: reduction factor, iterations, its schedule's trial count and the cap on Keras
-    #: Tuner's trials (None: the schedule decides).
-    factor: int | None = None
-    iterations: int | None = None
-    schedule: int | None = None
-    kt_max_trials: int | None = None
+    #: Hyperband's settings (None for the Optuna engine).
+    hyperband: HyperbandSchedule | None = None
     #: The stored study (None for a new one).
     stored: StudyConfig | None = None
 
@@ -110,13 +119,13 @@ class StudyPlan:
                 "checkpoint_dir": self.checkpoint_dir,
             }
         )
-        if self.engine == "hyperband":
+        if self.hyperband is not None:
             out.update(
                 {
-                    "schedule_trials": self.schedule,
-                    "factor": self.factor,
-                    "hyperband_iterations": self.iterations,
-                    "kt_max_trials": self.kt_max_trials,
+                    "schedule_trials": self.hyperband.schedule,
+                    "factor": self.hyperband.factor,
+                    "hyperband_iterations": self.hyperband.iterations,
+                    "kt_max_trials": self.hyperband.max_trials,
                 }
             )
         else:
@@ -226,11 +235,7 @@ def resolve_plan(
         space = requested_space or load_space(DEFAULT_SPACE)
         max_epochs = req.max_epochs or DEFAULT_MAX_EPOCHS
         target = req.trials or DEFAULT_TRIALS
-        hb = (
-            _hyperband(req, engine, {}, max_epochs, trials_so_far)
-            if engine == "hyperband"
-            else None
-        )
+        hb = _hyperband(req, {}, max_epochs, trials_so_far) if engine == "hyperband" else None
         return StudyPlan(
             study=req.study,
             engine=engine,
@@ -240,7 +245,7 @@ def resolve_plan(
             data_options=data_options(req, None),
             seed=req.seed if req.seed is not None else secrets.randbelow(2**31 - 1),
             max_epochs=max_epochs,
-            target=hb[3] if hb else target,
+            target=hb.target if hb else target,
             existing=False,
             patience=req.patience or None,
             time_budget=req.time_budget,
@@ -249,13 +254,10 @@ def resolve_plan(
                 if req.keep_checkpoints is not None
                 else DEFAULT_KEEP_CHECKPOINTS
             ),
-            checkpoint_dir=req.checkpoint_dir,
+            checkpoint_dir=_absolute(req.checkpoint_dir),
             workers=req.workers or 1,
             join_only=req.join_only,
-            factor=hb[0] if hb else None,
-            iterations=hb[1] if hb else None,
-            schedule=hb[2] if hb else None,
-            kt_max_trials=hb[4] if hb else None,
+            hyperband=hb,
             stored=None,
         )
 
@@ -292,7 +294,7 @@ def resolve_plan(
         )
     options = stored.options
     checkpoint_dir = options.get("checkpoint_dir")
-    if req.checkpoint_dir is not None and req.checkpoint_dir != checkpoint_dir:
+    if req.checkpoint_dir is not None and _absolute(req.checkpoint_dir) != checkpoint_dir:
         raise UsageError(
             f"--checkpoint-dir {req.checkpoint_dir}: study {req.study!r} keeps its artefacts in "
             f"{checkpoint_dir or 'the default folder'} (omit --checkpoint-dir)"
@@ -322,7 +324,7 @@ def resolve_plan(
                 f"--max-epochs {max_epochs}: study {req.study!r} runs Hyperband with "
                 f"--max-epochs {stored_max}; its schedule cannot change (omit --max-epochs)"
             )
-        hb = _hyperband(req, stored.engine, options, max_epochs, trials_so_far)
+        hb = _hyperband(req, options, max_epochs, trials_so_far)
     keep = req.keep_checkpoints
     if keep is None:
         keep = options.get("keep_checkpoints", DEFAULT_KEEP_CHECKPOINTS)
@@ -336,7 +338,7 @@ def resolve_plan(
         data_options=data_options(req, stored),
         seed=stored.seed if stored.seed is not None else 0,
         max_epochs=max_epochs,
-        target=hb[3] if hb else target,
+        target=hb.target if hb else target,
         existing=True,
         # --patience 0 turns early stopping off on a study that had it
         patience=(req.patience if req.patience is not None else options.get("patience")) or None,
@@ -345,18 +347,20 @@ def resolve_plan(
         checkpoint_dir=checkpoint_dir,
         workers=req.workers or 1,
         join_only=req.join_only,
-        factor=hb[0] if hb else None,
-        iterations=hb[1] if hb else None,
-        schedule=hb[2] if hb else None,
-        kt_max_trials=hb[4] if hb else None,
+        hyperband=hb,
         stored=stored,
     )
 
 
+def _absolute(folder: str | None) -> str | None:
+    """A folder as stored with a study: absolute, so resumes and workers elsewhere agree."""
+    return str(Path(folder).expanduser().resolve()) if folder else None
+
+
 def _hyperband(
-    req: RunRequest, engine: str, options: dict[str, Any], max_epochs: int, trials_so_far: int
-) -> tuple[int, int, int, int, int | None]:
-    """Factor, iterations, schedule size, target and Keras Tuner's trial cap of a Hyperband run.
+    req: RunRequest, options: dict[str, Any], max_epochs: int, trials_so_far: int
+) -> HyperbandSchedule:
+    """Hyperband's settings of a run, from the request over the stored options.
 
     Without --trials, Hyperband's schedule decides how many trials run. --trials N caps Keras
     Tuner's trials at N in all (resumes included); --add N allows N more than the last cap.
@@ -372,4 +376,4 @@ def _hyperband(
         max_trials = (max_trials or trials_so_far) + int(req.add)
     schedule = schedule_trials(max_epochs, factor, iterations)
     target = min(max_trials, schedule) if max_trials else schedule
-    return factor, iterations, schedule, target, max_trials
+    return HyperbandSchedule(factor, iterations, schedule, max_trials, target)

@@ -133,14 +133,16 @@ class HyperbandEngine:
         self.study = study
         self.study_id = study_id
         self.kt_dir = kt_dir
+        assert plan.hyperband is not None, "a Hyperband plan has Hyperband settings"
+        schedule = plan.hyperband
         self.distributions = {
             name: dist for name, (dist, _) in optuna_engine.distributions(plan.space).items()
         }
         self.oracle = kt.oracles.HyperbandOracle(
             objective=kt.Objective("val_accuracy", direction="max"),
             max_epochs=plan.max_epochs,
-            factor=plan.factor,
-            hyperband_iterations=plan.iterations,
+            factor=schedule.factor,
+            hyperband_iterations=schedule.iterations,
             seed=plan.seed,
             hyperparameters=kt_space.hyperparameters(plan.space),
             tune_new_entries=False,
@@ -156,7 +158,7 @@ class HyperbandEngine:
                 )
             self.oracle.reload()
         # Not part of Keras Tuner's saved state: set on every start, counting all trials so far.
-        self.oracle.max_trials = plan.kt_max_trials
+        self.oracle.max_trials = schedule.max_trials
         self._live: dict[int, tuple[optuna.Trial, Any]] = {}
 
     @staticmethod

@@ -54,6 +54,7 @@ def test_new_study_takes_the_request_and_the_defaults():
     assert (p.engine, p.data, p.seed, p.existing, p.stored) == ("optuna", "d.npz", 3, False, None)
     assert p.target == DEFAULT_TRIALS and p.max_epochs == 5
     assert p.keep_checkpoints == DEFAULT_KEEP_CHECKPOINTS and p.patience is None
+    assert p.hyperband is None
     assert p.data_options["bucketing"] is True
     assert p.options()["keep_checkpoints"] == DEFAULT_KEEP_CHECKPOINTS
 
@@ -154,12 +155,24 @@ def test_engine_options(req, message):
 
 def test_hyperband_target_is_its_schedule_or_the_cap():
     p = plan(RunRequest(study="st", engine="hyperband", max_epochs=3, hyperband_factor=3))
-    assert p.schedule == schedule_trials(3, 3, 1) == 6 and p.target == 6
-    assert p.kt_max_trials is None
+    assert p.hyperband.schedule == schedule_trials(3, 3, 1) == 6 and p.target == 6
+    assert p.hyperband.max_trials is None and p.hyperband.factor == 3
     capped = plan(RunRequest(study="st", engine="hyperband", max_epochs=3, trials=4))
-    assert capped.target == 4 and capped.kt_max_trials == 4
+    assert capped.target == 4 and capped.hyperband.max_trials == 4
     stored = _stored(engine="hyperband", factor=3, hyperband_iterations=1, kt_max_trials=4)
     more = plan(RunRequest(study="st", add=2), stored, finished=4)
-    assert more.kt_max_trials == 6 and more.target == 6
+    assert more.hyperband.max_trials == 6 and more.target == 6
     with pytest.raises(UsageError, match="its schedule cannot change"):
         plan(RunRequest(study="st", max_epochs=9), stored)
+
+
+def test_checkpoint_dir_is_stored_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    p = plan(RunRequest(study="st", checkpoint_dir="shared/ck"))
+    assert p.checkpoint_dir == str(tmp_path / "shared" / "ck")
+    assert p.options()["checkpoint_dir"] == str(tmp_path / "shared" / "ck")
+    stored = _stored(checkpoint_dir=str(tmp_path / "shared" / "ck"))
+    # the same folder given relatively from the same place is no conflict
+    assert plan(RunRequest(study="st", checkpoint_dir="shared/ck"), stored).checkpoint_dir == (
+        str(tmp_path / "shared" / "ck")
+    )
