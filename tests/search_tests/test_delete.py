@@ -21,6 +21,13 @@ batch_size = 32
 """
 
 
+def test_workers_get_the_storage_url_through_the_environment_only():
+    from search.workers import worker_command
+
+    command = worker_command("s")
+    assert "--storage" not in command and not any("://" in part for part in command)
+
+
 def invoke(*args: str, input: str | None = None):
     return CliRunner().invoke(app, list(args), input=input)
 
@@ -38,6 +45,11 @@ def test_delete_removes_the_study_its_rows_and_recorded_files_only(tmp_path: Pat
     base = tmp_path / "d.db.rnnsearch"
     folders = sorted(p for p in base.iterdir() if p.is_dir())
     assert len(folders) == 2  # one folder per study identity
+    # Owner-only: the database file and every artefact folder (the umask here is 022).
+    assert (tmp_path / "d.db").stat().st_mode & 0o777 == 0o600
+    for folder in [base, *base.rglob("*")]:
+        if folder.is_dir():
+            assert folder.stat().st_mode & 0o777 == 0o700, folder
     # Something of the user's inside a study's folder: not recorded, so never deleted.
     from storage import StudyDatabase
 
