@@ -427,36 +427,14 @@ def resume(
 
 
 def _check_run_args(args: dict[str, Any], *, resume_only: bool) -> None:
-    """Every value of run/resume/worker checked before anything is opened or created."""
-    from search.validation import (
-        check_count,
-        check_keep_checkpoints,
-        check_seed,
-        check_study_name,
-        parse_duration,
-    )
+    """Every value of run/resume/worker checked before anything is opened or created (the
+    checks themselves are search.plan.check_request's, shared with the Python API)."""
+    from search.plan import RunRequest, check_request
+    from search.validation import parse_duration
 
-    check_study_name(args["study"], "STUDY" if resume_only else "--study")
-    check_seed(args.get("seed"))
-    for option, key in (
-        ("--trials", "trials"),
-        ("--add", "add"),
-        ("--limit", "limit"),
-        ("--max-epochs", "max_epochs"),
-        ("--workers", "workers"),
-        ("--factor", "hyperband_factor"),
-        ("--hyperband-iterations", "hyperband_iterations"),
-    ):
-        check_count(option, args.get(key))
-    patience = args.get("patience")
-    if patience is not None and patience < 0:
-        from search.errors import UsageError
-
-        raise UsageError(f"--patience {patience}: expected 0 (off) or a positive integer")
-    check_count("--patience", patience, minimum=0)
-    check_keep_checkpoints(args.get("keep_checkpoints"))
     if args.get("time_budget") is not None:
         args["time_budget"] = parse_duration(args["time_budget"])
+    check_request(RunRequest(**args, resume_only=resume_only))
 
 
 def _open_for_reading(storage: str | None) -> Any:

@@ -153,20 +153,24 @@ def schedule_trials(max_epochs: int, factor: int, iterations: int) -> int:
 
 
 def check_request(req: RunRequest) -> None:
-    """Refuse option values that are wrong whatever the study (before anything is opened)."""
-    for name, value in (
+    """Refuse option values that are wrong whatever the study (before anything is opened); the
+    one place the CLI and the Python API check a run's values."""
+    from search.validation import check_count, check_seed, check_study_name
+
+    check_study_name(req.study, "STUDY" if req.resume_only else "--study")
+    check_seed(req.seed)
+    for option, value in (
         ("--trials", req.trials),
         ("--add", req.add),
+        ("--limit", req.limit),
         ("--max-epochs", req.max_epochs),
+        ("--workers", req.workers),
+        ("--factor", req.hyperband_factor),
+        ("--hyperband-iterations", req.hyperband_iterations),
     ):
-        if value is not None and value < 1:
-            raise UsageError(f"{name} {value}: expected a positive integer")
-    if req.patience is not None and req.patience < 0:
-        raise UsageError(f"--patience {req.patience}: expected 0 (off) or a positive integer")
-    if req.keep_checkpoints is not None and req.keep_checkpoints < 0:
-        raise UsageError(
-            f"--keep-checkpoints {req.keep_checkpoints}: expected 0 (keep none) or more"
-        )
+        check_count(option, value)
+    check_count("--patience", req.patience, zero_means="off")
+    check_count("--keep-checkpoints", req.keep_checkpoints, zero_means="keep none")
     if req.engine is not None and req.engine not in ENGINES:
         raise UsageError(f"--engine {req.engine}: expected one of {', '.join(ENGINES)}")
     if req.time_budget is not None and not (math.isfinite(req.time_budget) and req.time_budget > 0):

@@ -71,20 +71,16 @@ def check_seed(seed: int | None, option: str = "--seed") -> int | None:
     return seed
 
 
-def check_count(option: str, value: int | None, *, minimum: int = 1) -> int | None:
-    """A count at least ``minimum`` (1, or 0 where 0 means 'none') and at most its bound."""
+def check_count(option: str, value: int | None, *, zero_means: str | None = None) -> int | None:
+    """A positive count at most its bound; with ``zero_means``, 0 is allowed and means that."""
     if value is None:
         return None
     bound = COUNT_LIMITS.get(option, 10**9)
+    minimum = 0 if zero_means else 1
     if value < minimum or value > bound:
-        want = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
+        want = f"0 ({zero_means}) or a positive integer" if zero_means else "a positive integer"
         raise UsageError(f"{option} {value}: expected {want}, at most {bound}")
     return value
-
-
-def check_keep_checkpoints(value: int | None) -> int | None:
-    """--keep-checkpoints: 0 keeps none, N the final checkpoints of the N best trials."""
-    return check_count("--keep-checkpoints", value, minimum=0)
 
 
 def parse_duration(text: str, option: str = "--time-budget") -> float:
