@@ -33,7 +33,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from storage import StudyDatabase
+from storage import StudyConfig, StudyDatabase
 
 MODEL_FILE = "model.keras"
 STATE_FILE = "state.json"
@@ -92,6 +92,13 @@ class StudyArtefacts:
         self.uid = uid
         self.root = base / uid
 
+    @classmethod
+    def of(cls, db: StudyDatabase, config: StudyConfig) -> StudyArtefacts:
+        """The artefacts of a stored study (where its options say they live)."""
+        if config.uid is None:  # pragma: no cover - study_config only returns live studies
+            raise ValueError(f"study {config.name!r} has no identity")
+        return cls(db, config.uid, artefact_base(db.url, config.options.get("checkpoint_dir")))
+
     def folder(self, kind: str, name: str, *, lineage: int | None = None) -> Path:
         """``<root>/<name>``, created and recorded as an artefact of ``kind``."""
         path = self.root / name
@@ -104,7 +111,14 @@ class StudyArtefacts:
         return self.folder(KIND_KT_PROJECT, KERAS_TUNER)
 
     def default_model_path(self, number: int) -> Path:
+        """``retrain``'s default model file for trial ``number``."""
         return self.root / MODELS / f"trial-{number:05d}.keras"
+
+    def save_model(self, model: Any, path: Path, trial_id: int) -> None:
+        """Save a model into the study's folder and record it."""
+        make_private_dirs(path.parent)
+        model.save(path)
+        self.db.record_artefact(self.uid, KIND_MODEL, str(path.resolve()), trial_id=trial_id)
 
     def checkpoints(self) -> CheckpointStore:
         return CheckpointStore(self)

@@ -95,20 +95,13 @@ def retrain(
             f"study {study!r} was not created by rnnsearch: its data is unknown, cannot retrain"
         )
     rec = choose_trial(db, study, trial)
-    default_path = save is None
-    if default_path:
-        from search.artefacts import StudyArtefacts, artefact_base, make_private_dirs
+    from search.artefacts import StudyArtefacts
 
-        artefacts = StudyArtefacts(
-            db, stored.uid or "", artefact_base(db.url, stored.options.get("checkpoint_dir"))
-        )
-        path = artefacts.default_model_path(rec.number)
-        make_private_dirs(path.parent)
-    else:
-        path = Path(save)
+    artefacts = StudyArtefacts.of(db, stored) if save is None else None
+    path = artefacts.default_model_path(rec.number) if artefacts is not None else Path(save)
     if path.suffix != ".keras":
         raise UsageError(f"--save {path}: expected a file name ending in .keras")
-    if not path.parent.exists():
+    if artefacts is None and not path.parent.exists():
         raise UsageError(f"--save {path}: the folder {path.parent} does not exist")
     if epochs is None:
         epochs = int(rec.extra.get("best_epoch") or rec.config.get("epochs") or rec.epochs or 1)
@@ -163,9 +156,10 @@ def retrain(
             "nothing was recorded or saved"
         )
     seconds = time.perf_counter() - started
-    model.save(path)
-    if default_path and stored.uid:
-        db.record_artefact(stored.uid, "model", str(path.resolve()), trial_id=rec.trial_id)
+    if artefacts is not None:
+        artefacts.save_model(model, path, rec.trial_id)
+    else:
+        model.save(path)
     db.record_test_metrics(rec.trial_id, float(loss), float(accuracy))
     db.record_trial_info(
         trial_id=rec.trial_id,

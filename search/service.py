@@ -247,14 +247,12 @@ def _run(db: StudyDatabase, plan: StudyPlan, source: DataSource, observer: Obser
 
 def delete_study(db: StudyDatabase, study: str) -> int:
     """Delete a study, its rows and every artefact it recorded creating; how many artefacts."""
-    from search.artefacts import StudyArtefacts, artefact_base, remove_path
+    from search.artefacts import StudyArtefacts, remove_path
 
     config = db.study_config(study)
     removed = 0
     if config is not None and config.uid is not None:
-        artefacts = StudyArtefacts(
-            db, config.uid, artefact_base(db.url, config.options.get("checkpoint_dir"))
-        )
+        artefacts = StudyArtefacts.of(db, config)
         removed = artefacts.remove()
         artefacts.remove_empty_folders()
     db.delete_study(study)
