@@ -433,13 +433,9 @@ class TrialRunner:
         except TrialFailed as exc:
             return self._finish(order, started, TrialState.FAILED, reporter, reason=str(exc))
         except KeyboardInterrupt:
-            self.db.record_trial_info(
-                trial_id=order.trial_id,
-                study_id=self.study_id,
-                number=order.number,
-                engine=self.engine.name,
-                config=order.config,
-                status=TrialState.INTERRUPTED.value,
+            self.record(
+                order,
+                TrialState.INTERRUPTED,
                 reason="interrupted by the user (Ctrl-C); its checkpoint is kept",
                 wall_seconds=time.perf_counter() - started,
             )
