@@ -12,6 +12,7 @@ import keras  # noqa: E402
 
 from search.data import InputSpec  # noqa: E402
 from search.errors import TrialFailed  # noqa: E402
+from search.serving_layers import MaskedGlobalMaxPooling1D  # noqa: E402 - registers them all
 
 
 @keras.saving.register_keras_serializable(package="rnnsearch")
@@ -135,8 +136,15 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
     raise TrialFailed(f"optimizer {name!r}: expected one of adam, rmsprop, adamax, sgd")
 
 
-def build_model(config: dict[str, Any], spec: InputSpec) -> keras.Model:
-    """The compiled model for one configuration (every dimension of the space resolved)."""
+def build_model(
+    config: dict[str, Any], spec: InputSpec, *, mask_padding: bool = False
+) -> keras.Model:
+    """The compiled model for one configuration (every dimension of the space resolved).
+
+    ``mask_padding``: the same network (same weights) with every padding step masked, max
+    pooling included, so each row's result is the one it gets alone (the saved raw-input
+    models of :mod:`search.serving` use it for models trained on batches by length).
+    """
     # Variable length (bucketing): each batch is padded to its longest sequence only, so any
     # length up to maxlen comes in. Pre-padding stays unmasked as with fixed length (a sorted
     # batch keeps few pads; a mask would double the CPU time per step); post-padding is masked.
@@ -147,7 +155,7 @@ def build_model(config: dict[str, Any], spec: InputSpec) -> keras.Model:
         x = keras.layers.Embedding(
             int(spec.vocab_size),
             int(config["embedding_dim"]),
-            mask_zero=config["padding"] == "post",
+            mask_zero=mask_padding or config["padding"] == "post",
             name="embedding",
         )(inputs)
     else:
@@ -165,7 +173,9 @@ def build_model(config: dict[str, Any], spec: InputSpec) -> keras.Model:
                 layer, merge_mode=config.get("merge_mode") or "concat", name=f"bi_{layer.name}"
             )
         x = layer(x)
-    if head == "max":
+    if head == "max" and mask_padding:
+        x = MaskedGlobalMaxPooling1D(name="max_over_time")(x)
+    elif head == "max":
         x = keras.layers.GlobalMaxPooling1D(name="max_over_time")(x)
     elif head == "average":
         x = keras.layers.GlobalAveragePooling1D(name="average_over_time")(x)
