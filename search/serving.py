@@ -183,9 +183,7 @@ def score_prepared(
     from search.datasets.batching import length_batches, length_batches_dataset
 
     inputs = keras.Input(shape=model.get_layer(CLASSIFIER).inputs[0].shape[1:])
-    scorer = keras.Model(
-        inputs, model.get_layer(CLASS_LAYER)(model.get_layer(CLASSIFIER)(inputs))
-    )
+    scorer = keras.Model(inputs, model.get_layer(CLASS_LAYER)(model.get_layer(CLASSIFIER)(inputs)))
     if spec.variable_length:
         sorted_probs = scorer.predict(
             length_batches_dataset(x, y, lengths, PREDICT_BATCH, padding, seed=None), verbose=0
