@@ -111,6 +111,8 @@ class Standardise(keras.layers.Layer):
     def __init__(
         self, mean: list[float], std: list[float], nudge: float = 1e-6, **kwargs: Any
     ) -> None:
+        # float64 in (Keras would cast the raw numbers to float32 first), float32 out.
+        kwargs["dtype"] = "float64"
         super().__init__(**kwargs)
         self.mean = [float(v) for v in mean]
         self.std = [float(v) for v in std]
@@ -122,11 +124,11 @@ class Standardise(keras.layers.Layer):
         pad = tf.reduce_all(tf.math.is_nan(x), axis=-1)
         mean = tf.constant(self.mean, "float64")
         std = tf.constant(self.std, "float64")
-        out = tf.cast((tf.where(tf.math.is_nan(x), 0.0, x) - mean) / std, "float32")
+        out = tf.cast((tf.where(tf.math.is_nan(x), tf.zeros_like(x), x) - mean) / std, "float32")
         zero = tf.logical_not(tf.reduce_any(out != 0.0, axis=-1)) & tf.logical_not(pad)
         first = tf.one_hot(0, len(self.mean), dtype="float32")
         out = tf.where(zero[..., None], first * self.nudge, out)
-        return tf.where(pad[..., None], 0.0, out)
+        return tf.where(pad[..., None], tf.zeros_like(out), out)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return input_shape
