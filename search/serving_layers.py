@@ -48,6 +48,10 @@ class ImdbWordIds(keras.layers.Layer):
             vocabulary=self.words or ["\x00"], num_oov_indices=1, mask_token=None, name="lookup"
         )
 
+    def build(self, input_shape: Any) -> None:
+        # The lookup table is filled from ``words`` in __init__; there are no weights to make.
+        self.built = True
+
     def call(self, inputs: Any) -> Any:
         tf = _tf()
         text = tf.reshape(tf.convert_to_tensor(inputs), [-1])
