@@ -12,7 +12,10 @@ import keras  # noqa: E402
 
 from search.data import InputSpec  # noqa: E402
 from search.errors import TrialFailed  # noqa: E402
-from search.serving_layers import MaskedGlobalMaxPooling1D  # noqa: E402 - registers them all
+from search.serving_layers import (  # noqa: E402 - registers all of rnnsearch's layers
+    MaskedGlobalAveragePooling1D,
+    MaskedGlobalMaxPooling1D,
+)
 
 
 @keras.saving.register_keras_serializable(package="rnnsearch")
@@ -141,9 +144,10 @@ def build_model(
 ) -> keras.Model:
     """The compiled model for one configuration (every dimension of the space resolved).
 
-    ``mask_padding``: the same network (same weights) with every padding step masked, max
-    pooling included, so each row's result is the one it gets alone (the saved raw-input
-    models of :mod:`search.serving` use it for models trained on batches by length).
+    ``mask_padding``: the same network (same weights) with every padding step masked, pooling
+    over time included (an empty sequence pools to zeros), so each row's result is the one it
+    gets alone (the saved raw-input models of :mod:`search.serving` use it for models trained
+    on batches by length).
     """
     # Variable length (bucketing): each batch is padded to its longest sequence only, so any
     # length up to maxlen comes in. Pre-padding stays unmasked as with fixed length (a sorted
@@ -177,6 +181,8 @@ def build_model(
         x = MaskedGlobalMaxPooling1D(name="max_over_time")(x)
     elif head == "max":
         x = keras.layers.GlobalMaxPooling1D(name="max_over_time")(x)
+    elif head == "average" and mask_padding:
+        x = MaskedGlobalAveragePooling1D(name="average_over_time")(x)
     elif head == "average":
         x = keras.layers.GlobalAveragePooling1D(name="average_over_time")(x)
     if spec.num_classes == 2:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -291,6 +292,24 @@ def export_saved_model(model_path: str, out: str) -> dict[str, Any]:
         rng = np.random.default_rng(0)
         probe = rng.normal(size=(2, 4, features))
         probe[1, 2:] = np.nan
+    created = not target.exists()
+    try:
+        return _export_checked(model, model_path, target, probe)
+    except BaseException:
+        # A refused or failed export leaves nothing behind (the folder was new or empty).
+        shutil.rmtree(target, ignore_errors=True)
+        if not created:
+            target.mkdir(exist_ok=True)
+        raise
+
+
+def _export_checked(model: Any, model_path: str, target: Path, probe: Any) -> dict[str, Any]:
+    import tensorflow as tf
+
+    from search import serving
+
+    out = str(target)
+    takes = serving.input_kind(model)
     model.export(str(target), format="tf_saved_model", verbose=False)
     extra = target / "assets.extra"
     extra.mkdir(exist_ok=True)

@@ -231,6 +231,30 @@ class MaskedGlobalMaxPooling1D(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="rnnsearch")
+class MaskedGlobalAveragePooling1D(keras.layers.Layer):
+    """Mean over time of the unmasked steps; zeros for a row with none (an empty text), where
+    Keras' GlobalAveragePooling1D divides 0 by 0."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs: Any, mask: Any = None) -> Any:
+        ops = keras.ops
+        if mask is None:
+            return ops.mean(inputs, axis=1)
+        keep = ops.cast(ops.expand_dims(mask, -1), inputs.dtype)
+        total = ops.sum(inputs * keep, axis=1)
+        return total / ops.maximum(ops.sum(keep, axis=1), 1.0)
+
+    def compute_mask(self, inputs: Any, mask: Any = None) -> None:
+        return None
+
+    def compute_output_shape(self, input_shape: Any) -> tuple[Any, ...]:
+        return (input_shape[0], input_shape[2])
+
+
+@keras.saving.register_keras_serializable(package="rnnsearch")
 class ClassProbabilities(keras.layers.Layer):
     """One probability per class, in the order of ``class_names`` (which travel in the file).
 
