@@ -302,3 +302,42 @@ def test_numeric_model_takes_raw_sequences(tmp_path: Path, monkeypatch: pytest.M
     assert float((probs.argmax(1) == ys).mean()) == res["test_accuracy"]
     alone = model.predict(np.asarray(xs[0])[None], verbose=0)
     assert np.abs(alone - probs[:1]).max() < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("cell", "head", "bidirectional", "padding"),
+    [("gru", "max", True, "pre"), ("lstm", "average", False, "pre"),
+     ("jordan", "last", False, "post"), ("simple", "average", True, "post")],
+)  # fmt: skip
+def test_masked_network_scores_a_row_as_it_does_alone(cell, head, bidirectional, padding):
+    """No training: an untrained network of each head, cut and padded by SequenceWindow, gives
+    a row the probabilities it gets alone, whatever the batch; an empty row stays finite."""
+    import keras
+
+    from search.data import InputSpec
+    from search.model import build_model
+    from search.serving_layers import SequenceWindow
+
+    config = {
+        "cell": cell, "units": 5, "layers": 2, "bidirectional": bidirectional,
+        "merge_mode": "concat", "activation": "tanh", "dropout": 0.0, "recurrent_dropout": 0.0,
+        "head": head, "embedding_dim": 4, "vocab_size": 50, "maxlen": 6, "padding": padding,
+        "optimizer": "adam", "learning_rate": 1e-3,
+    }  # fmt: skip
+    spec = InputSpec("tokens", 6, 2, vocab_size=50, variable_length=True)
+    keras.utils.set_random_seed(0)
+    network = build_model(config, spec, mask_padding=True)
+    ids = keras.Input(shape=(None,), dtype="int32")
+    model = keras.Model(ids, network(SequenceWindow(6, padding, fixed_length=False)(ids)))
+    rows = [[3, 7, 9], [4, 5, 6, 7, 8, 9, 10, 11, 12], [], [13]]
+    batch = np.zeros((len(rows), 9), dtype=np.int32)
+    for i, r in enumerate(rows):
+        batch[i, : len(r)] = r
+    together = model.predict(batch, verbose=0)
+    assert np.isfinite(together).all()
+    for i, r in enumerate(rows):
+        alone = model.predict(np.array([r or [0]], dtype=np.int32), verbose=0)
+        assert np.abs(alone - together[i]).max() < 1e-5, (i, alone, together[i])
+    # a row longer than maxlen keeps its last maxlen ids
+    cut = model.predict(np.array([[5, 6, 7, 8, 9, 10, 11, 12]], dtype=np.int32), verbose=0)
+    assert np.abs(cut - together[1]).max() < 1e-5
