@@ -857,7 +857,7 @@ def predict(
 
         saved = prediction.load_saved(model)
         examples = (
-            prediction.Examples("text", list(text or []))
+            prediction.Examples("text", list(text or []), origin="--text")
             if data is None
             else prediction.read_examples(
                 data, text_col=text_col, label_col=label_col, split_col=split_col, split=split

@@ -32,6 +32,8 @@ class Examples:
     items: list[Any]
     #: The true class names when the input carries labels (else None).
     labels: list[str] | None = None
+    #: Where they came from, for messages: ``--text`` or ``--data FILE``.
+    origin: str = "--data"
 
 
 @dataclass(frozen=True)
@@ -176,12 +178,19 @@ def read_examples(
 ) -> Examples:
     """The examples of a data file or folder, in file order (train before test)."""
     from search.data import _detect_format, _resolve_path
-    from search.datasets import imdb, readers
 
     if split not in SPLITS:
         raise UsageError(f"--split {split}: expected one of {', '.join(SPLITS)}")
     path = _resolve_path(data)
-    fmt = _detect_format(path)
+    examples = _read(path, _detect_format(path), text_col, label_col, split_col, split)
+    return Examples(examples.kind, examples.items, examples.labels, f"--data {data}")
+
+
+def _read(
+    path: Path, fmt: str, text_col: str, label_col: str, split_col: str | None, split: str
+) -> Examples:
+    from search.datasets import imdb, readers
+
     if fmt in ("text-csv", "text-jsonl"):
         return _text_table(path, text_col, label_col, split_col, split)
     if fmt == "text-folder":
@@ -223,8 +232,8 @@ def predict(model: Any, examples: Examples, batch_size: int = 256) -> Prediction
         layer_names = {layer.name for layer in model.layers}
         if "word_ids" not in layer_names:
             raise UsageError(
-                "--data: IMDB word ids fit only models of studies on Keras' IMDB file; this "
-                "model reads text with its own vocabulary (pass the reviews' text instead)"
+                f"{examples.origin}: IMDB word ids fit only models of studies on Keras' IMDB "
+                "file; this model reads text with its own vocabulary (pass the reviews' text)"
             )
         # The file's network on word ids: the same window and network, without the text step.
         ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
@@ -234,7 +243,10 @@ def predict(model: Any, examples: Examples, batch_size: int = 256) -> Prediction
         runner = keras.Model(ids, model.get_layer(serving.CLASS_LAYER)(x))
     elif examples.kind != takes:
         what = {"text": "text", "token_ids": "IMDB word ids", "sequences": "numeric sequences"}
-        raise UsageError(f"the model takes {what[takes]}; the input holds {what[examples.kind]}")
+        raise UsageError(
+            f"{examples.origin}: the model takes {what[takes]}; this input holds "
+            f"{what[examples.kind]}"
+        )
     n = len(examples.items)
     probs = np.zeros((n, len(classes)), dtype=np.float32)
     if examples.kind == "text":
