@@ -468,6 +468,7 @@ def test_help_stays_light():
     """The CLI module imports no TensorFlow, Optuna or matplotlib at import time."""
     code = (
         "import sys, search.cli, search.report, search.export, search.retrain, storage.filters;"
+        "import search.predict, search.trial_model, search.serving;"
         "heavy = [m for m in ('tensorflow', 'optuna', 'matplotlib', 'keras') if m in sys.modules];"
         "print(heavy); sys.exit(1 if heavy else 0)"
     )
