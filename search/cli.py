@@ -146,7 +146,30 @@ class EngineName(str, Enum):
     hyperband = "hyperband"
 
 
+class BackendName(str, Enum):
+    jax = "jax"
+    tensorflow = "tensorflow"
+
+
 # Options shared by several commands, defined once.
+BackendOpt = Annotated[
+    BackendName | None,
+    typer.Option(
+        "--backend",
+        help="Keras backend that trains the models (jax needs `pip install jax`). Default: "
+        "$KERAS_BACKEND, else the study's, else tensorflow.",
+        show_default=False,
+    ),
+]
+JitOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--jit/--no-jit",
+        help="Compiled training steps (XLA under tensorflow; jax always compiles). Default: "
+        "the study's, else on where a trial trains 300 steps or more.",
+        show_default=False,
+    ),
+]
 StorageOpt = Annotated[
     str | None,
     typer.Option(
@@ -280,7 +303,8 @@ def run(
         bool | None,
         typer.Option(
             "--bucketing/--no-bucketing",
-            help="Batch sequences by length, padded to each batch's longest (default on).",
+            help="Batch sequences by length, each batch padded to one of at most 8 widths "
+            "taken from the data's lengths (default on).",
         ),
     ] = None,
     limit: Annotated[
@@ -342,6 +366,8 @@ def run(
         int | None,
         typer.Option("--hyperband-iterations", help="Hyperband: iterations of its schedule (1)."),
     ] = None,
+    backend: BackendOpt = None,
+    jit: JitOpt = None,
     storage: StorageOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     fmt: FormatOpt = Format.table,
@@ -372,6 +398,8 @@ def run(
             bucketing=bucketing,
             hyperband_factor=factor,
             hyperband_iterations=hyperband_iterations,
+            backend=backend.value if backend else None,
+            jit_compile=jit,
         ),
         quiet=quiet,
         fmt=fmt,
@@ -409,6 +437,8 @@ def resume(
         int | None, typer.Option(help="Total finished trials the study should reach.")
     ] = None,
     add: Annotated[int | None, typer.Option(help="Add this many trials to the target.")] = None,
+    backend: BackendOpt = None,
+    jit: JitOpt = None,
     storage: StorageOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     fmt: FormatOpt = Format.table,
@@ -418,7 +448,14 @@ def resume(
     if trials is not None and add is not None:
         _fail("--trials and --add: give one of them, not both", EXIT_USAGE)
     _run_command(
-        dict(study=study, trials=trials, add=add, storage=storage),
+        dict(
+            study=study,
+            trials=trials,
+            add=add,
+            storage=storage,
+            backend=backend.value if backend else None,
+            jit_compile=jit,
+        ),
         quiet=quiet,
         fmt=fmt,
         debug=debug,

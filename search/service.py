@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from search.backend import activate
 from search.errors import UsageError
 from search.plan import ENGINES, RunRequest, StudyPlan, check_request, resolve_plan
 from search.trials import (
@@ -151,6 +152,8 @@ def run_search(req: RunRequest, observer: Observer | None = None) -> RunSummary:
     # Everything is validated before the database is touched: a refused run creates nothing.
     requested_space = load_space(req.space) if req.space is not None else None
     plan = plan_for(req, requested_space)
+    # Before anything imports Keras (reading text data fits a Keras vectoriser).
+    activate(plan.backend)
 
     from search.data import load_source
 

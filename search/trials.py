@@ -416,6 +416,7 @@ class TrialRunner:
         prepared = self.source.prepare(order.config)
         reporter = _EpochReporter(self, order, prepared)
         fit_seconds = 0.0
+        compiled: dict[str, Any] = {}
         try:
             with heartbeat(self.db, order.trial_id):
                 model, initial_epoch = self._model(order, prepared, reporter, build_model)
@@ -427,9 +428,17 @@ class TrialRunner:
                 )
                 if not (reporter.pruned or reporter.stopped_early):
                     fit_started = time.perf_counter()
-                    fit(model, prepared, order.config, reporter, initial_epoch=initial_epoch)
+                    result = fit(
+                        model, prepared, order.config, reporter, initial_epoch=initial_epoch
+                    )
                     # Time inside Keras' fit (epochs, its own set-up and tear-down): overhead.
                     fit_seconds = round(time.perf_counter() - fit_started, 3)
+                    compiled = {
+                        "backend": keras.backend.backend(),
+                        "jit_compile": bool(model.jit_compile),
+                        "compilations": result.compilations,
+                        "compile_seconds": result.compile_seconds,
+                    }
         except TrialFailed as exc:
             return self._finish(order, started, TrialState.FAILED, reporter, reason=str(exc))
         except KeyboardInterrupt:
@@ -453,7 +462,7 @@ class TrialRunner:
                 reporter,
                 reason="training reported no val_accuracy",
             )
-        extra_done: dict[str, Any] = {"fit_seconds": fit_seconds}
+        extra_done: dict[str, Any] = {"fit_seconds": fit_seconds, **compiled}
         if reporter.pruned:
             return self._finish(
                 order,
@@ -475,6 +484,10 @@ class TrialRunner:
         build_model: Callable[..., Any],
     ) -> tuple[Any, int]:
         """The model to train and the epochs it has done: restored, warm-started or new."""
+        from search.model import set_jit_compile, wants_jit
+
+        steps = -(-len(prepared.y_train) // int(order.config["batch_size"])) * order.epochs
+        jit = wants_jit(self.plan.jit_compile, steps)
         restored: Restored | None = None
         if order.continues is not None:
             restored = self.checkpoints.load(order.lineage, order.config, prepared.fingerprint)
@@ -488,9 +501,10 @@ class TrialRunner:
                 },
             )
             reporter.replay(restored.history, restored.seconds)
+            set_jit_compile(restored.model, jit)
             return restored.model, restored.epoch
         try:
-            model = build_model(order.config, prepared.spec)
+            model = build_model(order.config, prepared.spec, jit_compile=jit)
         except (ValueError, TypeError) as exc:
             raise TrialFailed(f"cannot build the model: {exc}") from exc
         if order.warm_start_lineage is not None:
