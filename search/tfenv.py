@@ -16,8 +16,13 @@ from contextlib import contextmanager
 _done = False
 
 
-def quiet_import() -> None:
+def quiet_import(*, tensorflow_needed: bool = False) -> None:
+    """Import TensorFlow quietly, before Keras does. Under the JAX backend TensorFlow is not
+    imported at all (a GPU machine with JAX may have none) unless ``tensorflow_needed``
+    (TensorFlow's own text vectoriser)."""
     global _done
+    if os.environ.get("KERAS_BACKEND") == "jax" and not tensorflow_needed:
+        return
     if _done or "tensorflow" in sys.modules:
         _done = True
         return
