@@ -63,6 +63,8 @@ class RunRequest:
     #: Hyperband: reduction factor and iterations (None: the study's stored value or default).
     hyperband_factor: int | None = None
     hyperband_iterations: int | None = None
+    #: Per-trial TensorBoard logs under this folder (this run only; not stored with the study).
+    tensorboard: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,8 @@ class StudyPlan:
     hyperband: HyperbandSchedule | None = None
     #: The stored study (None for a new one).
     stored: StudyConfig | None = None
+    #: TensorBoard logs of this run's trials go to <tensorboard_dir>/<study>/trial-NNNN.
+    tensorboard_dir: str | None = None
 
     @property
     def uid(self) -> str | None:
@@ -173,6 +177,12 @@ def check_request(req: RunRequest) -> None:
     check_count("--keep-checkpoints", req.keep_checkpoints, zero_means="keep none")
     if req.engine is not None and req.engine not in ENGINES:
         raise UsageError(f"--engine {req.engine}: expected one of {', '.join(ENGINES)}")
+    if req.tensorboard is not None and Path(req.tensorboard).expanduser().exists():
+        if not Path(req.tensorboard).expanduser().is_dir():
+            raise UsageError(
+                f"--tensorboard {req.tensorboard}: expected a folder for TensorBoard logs, got an "
+                "existing file"
+            )
     if req.time_budget is not None and not (math.isfinite(req.time_budget) and req.time_budget > 0):
         raise UsageError(f"--time-budget {req.time_budget}: expected a finite positive duration")
 
@@ -263,6 +273,7 @@ def resolve_plan(
             join_only=req.join_only,
             hyperband=hb,
             stored=None,
+            tensorboard_dir=_absolute(req.tensorboard),
         )
 
     if req.engine is not None and req.engine != stored.engine:
@@ -353,6 +364,7 @@ def resolve_plan(
         join_only=req.join_only,
         hyperband=hb,
         stored=stored,
+        tensorboard_dir=_absolute(req.tensorboard),
     )
 
 

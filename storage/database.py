@@ -129,6 +129,13 @@ _o_user_attrs = Table(
     Column("key", String),
     Column("value_json", String),
 )
+_o_trial_user_attrs = Table(
+    "trial_user_attributes",
+    _optuna_meta,
+    Column("trial_id", Integer),
+    Column("key", String),
+    Column("value_json", String),
+)
 _o_intermediate = Table(
     "trial_intermediate_values",
     _optuna_meta,
@@ -1032,6 +1039,20 @@ class StudyDatabase:
                 )
             row.test_loss = float(loss)
             row.test_accuracy = float(accuracy)
+            # Also as Optuna user attributes (optuna-dashboard, `optuna trials`). Optuna's API
+            # refuses to change a finished trial, so its attribute rows are written here.
+            for key, value in (("test_loss", loss), ("test_accuracy", accuracy)):
+                s.execute(
+                    delete(_o_trial_user_attrs).where(
+                        and_(_o_trial_user_attrs.c.trial_id == trial_id,
+                             _o_trial_user_attrs.c.key == key)
+                    )
+                )
+                s.execute(
+                    _o_trial_user_attrs.insert().values(
+                        trial_id=trial_id, key=key, value_json=json.dumps(round(float(value), 6))
+                    )
+                )
 
     def epochs(self, trial_id: int) -> list[EpochRecord]:
         with self.session("cannot read") as s:
