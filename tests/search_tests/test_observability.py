@@ -1,0 +1,320 @@
+"""Seeing a run: log lines, Optuna user attributes, TensorBoard, workers' GPUs, --version, the
+Python API and Ctrl-C (issue 20)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from search.cli import app
+
+SPACE = """
+[dimensions]
+cell = { choice = ["gru", "simple"] }
+units = { low = 4, high = 8 }
+maxlen = 40
+embedding_dim = 8
+vocab_size = 1000
+batch_size = 16
+"""
+
+EPOCH_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d rnnsearch: trial (\d+) epoch (\d+)/(\d+): "
+    r"loss [\d.]+ accuracy [\d.]+ val_loss [\d.]+ val_accuracy [\d.]+; trial \S+, run \S+"
+)
+TRIAL_LINE = re.compile(
+    r"^\S+ \S+ rnnsearch: trial (\d+) (complete|pruned|failed)( val_accuracy [\d.]+)? in \S+; "
+    r"(\d+)/(\d+) finished"
+)
+
+
+# -- conventions ------------------------------------------------------------------------------
+
+
+def test_version_comes_from_the_package_metadata():
+    expected = f"rnnsearch {metadata.version('rnnsearch')}"
+    for flag in ("--version", "-V"):
+        out = CliRunner().invoke(app, [flag])
+        assert out.exit_code == 0
+        assert out.stdout.strip() == expected
+
+
+def test_help_wraps_to_80_columns_and_keeps_option_names_whole():
+    out = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "80"})
+    assert out.exit_code == 0
+    lines = out.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for option in ("--hyperband-iterations", "--keep-checkpoints", "--tensorboard", "--progress"):
+        assert any(option in line for line in lines), option
+
+
+def test_debug_is_one_option_for_every_command(tmp_path: Path):
+    missing = f"sqlite:///{tmp_path / 'none.db'}"
+    plain = CliRunner().invoke(app, ["best", "x", "--storage", missing])
+    assert plain.exit_code == 2 and "Traceback" not in plain.output
+    debug = CliRunner().invoke(app, ["--debug", "best", "x", "--storage", missing])
+    # --debug re-raises the error for a traceback instead of the one line.
+    assert debug.exception is not None and not isinstance(debug.exception, SystemExit)
+    os.environ.pop("RNNSEARCH_DEBUG", None)
+
+
+# -- GPUs for workers -------------------------------------------------------------------------
+
+
+def _fake_nvidia_smi(folder: Path, gpus: int) -> str:
+    """A stand-in for nvidia-smi that lists ``gpus`` GPUs as `nvidia-smi -L` does."""
+    tool = folder / "nvidia-smi"
+    listing = "\n".join(f"GPU {i}: NVIDIA H100 (UUID: GPU-{i:08d})" for i in range(gpus))
+    tool.write_text(f"#!/bin/sh\ncat <<'EOF'\n{listing}\nEOF\n")
+    tool.chmod(0o755)
+    return str(folder)
+
+
+def test_each_worker_gets_its_gpu_round_robin_with_memory_growth(tmp_path: Path):
+    from search.workers import worker_environments
+
+    path = _fake_nvidia_smi(tmp_path, 2)
+    envs = worker_environments(3, {"PATH": path})
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["0", "1", "0"]
+    assert all(e["TF_FORCE_GPU_ALLOW_GROWTH"] == "true" for e in envs)
+    assert [e["RNNSEARCH_WORKER_INDEX"] for e in envs] == ["1", "2", "3"]
+    # The GPUs a user made visible are the ones shared out.
+    envs = worker_environments(2, {"PATH": path, "CUDA_VISIBLE_DEVICES": "3,5"})
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["3", "5"]
+    # No GPU (no nvidia-smi, or none made visible): nothing GPU-related is set.
+    for environ in ({"PATH": str(tmp_path / "empty")}, {"PATH": path, "CUDA_VISIBLE_DEVICES": ""}):
+        for env in worker_environments(2, environ):
+            assert env.get("CUDA_VISIBLE_DEVICES", "") == environ.get("CUDA_VISIBLE_DEVICES", "")
+            assert "TF_FORCE_GPU_ALLOW_GROWTH" not in env
+
+
+def test_spawned_worker_processes_see_their_gpu(tmp_path: Path, monkeypatch):
+    """spawn_workers itself: each real child process reports the environment it got."""
+    import optuna
+
+    from search import workers
+    from search.trials import SilentObserver
+    from storage import StudyDatabase
+
+    db = StudyDatabase(f"sqlite:///{tmp_path / 'g.db'}")
+    optuna.create_study(study_name="g", storage=db.optuna_storage)
+    report = (
+        "import json, os, sys; keys = ('CUDA_VISIBLE_DEVICES', 'TF_FORCE_GPU_ALLOW_GROWTH', "
+        "'RNNSEARCH_WORKER_INDEX', 'RNNSEARCH_STORAGE'); "
+        "open(os.path.join(sys.argv[1], os.environ['RNNSEARCH_WORKER_INDEX']), 'w')"
+        ".write(json.dumps({k: os.environ.get(k) for k in keys}))"
+    )
+    monkeypatch.setattr(
+        workers,
+        "worker_command",
+        lambda study, progress="off", tensorboard=None: [
+            sys.executable, "-c", report, str(tmp_path)
+        ],
+    )
+    monkeypatch.setenv("PATH", _fake_nvidia_smi(tmp_path, 2) + os.pathsep + os.environ["PATH"])
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    try:
+        workers.spawn_workers(db, "g", 3, SilentObserver())
+    finally:
+        db.dispose()
+    seen = [json.loads((tmp_path / str(i)).read_text()) for i in (1, 2, 3)]
+    assert [s["CUDA_VISIBLE_DEVICES"] for s in seen] == ["0", "1", "0"]
+    assert {s["TF_FORCE_GPU_ALLOW_GROWTH"] for s in seen} == {"true"}
+    assert {s["RNNSEARCH_STORAGE"] for s in seen} == {db.url}
+
+
+# -- Ctrl-C in a notebook ---------------------------------------------------------------------
+
+
+def test_second_ctrl_c_raises_instead_of_ending_the_process():
+    from search.trials import InterruptGuard
+
+    before = signal.getsignal(signal.SIGINT)
+    caught = 0
+    with InterruptGuard(hard_abort=False):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            signal.pthread_kill(signal.pthread_self(), 0)  # let the handler run
+        except KeyboardInterrupt:
+            caught += 1
+            try:  # the clean-up after the first is interrupted again: still no os._exit
+                os.kill(os.getpid(), signal.SIGINT)
+                signal.pthread_kill(signal.pthread_self(), 0)
+            except KeyboardInterrupt:
+                caught += 1
+    assert caught == 2
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+# -- a real search through the Python API -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def api_run(tmp_path_factory, imdb_npz):
+    """Two trials of up to 2 epochs on 200 reviews, run in-process through search.api, with
+    TensorBoard logs and log lines captured."""
+    import io
+    from contextlib import redirect_stderr
+
+    from search import api
+
+    tmp = tmp_path_factory.mktemp("api")
+    (tmp / "s.toml").write_text(SPACE)
+    url = f"sqlite:///{tmp / 'api.db'}"
+    err = io.StringIO()
+    with redirect_stderr(err):
+        summary = api.run(
+            "nb",
+            storage=url,
+            space=str(tmp / "s.toml"),
+            data=str(imdb_npz),
+            limit=200,
+            trials=2,
+            max_epochs=2,
+            seed=3,
+            tensorboard=str(tmp / "tb"),
+            progress="log",
+        )
+    return {"summary": summary, "url": url, "tmp": tmp, "stderr": err.getvalue()}
+
+
+def test_api_runs_and_queries_a_study(api_run):
+    from search import api
+
+    summary, url = api_run["summary"], api_run["url"]
+    assert summary.finished == 2 and summary.ran == 2
+    top = api.best("nb", storage=url, top=5)
+    assert [t.number for t in top] == sorted(
+        (t.number for t in top), key=lambda n: -next(x.value for x in top if x.number == n)
+    )
+    assert top[0].value == summary.best.value
+    every = api.trials("nb", storage=url)
+    assert len(every) == 2 and all(t.state in ("complete", "pruned") for t in every)
+    curve = api.epochs("nb", top[0].number, storage=url)
+    assert len(curve) == top[0].epochs and all(e.val_accuracy is not None for e in curve)
+    assert [s.name for s in api.studies(storage=url)] == ["nb"]
+    assert api.trials("nb", storage=url, where="cell=gru") == [
+        t for t in every if t.params["cell"] == "gru"
+    ]
+
+
+def test_api_refuses_unknown_options_in_one_line(tmp_path: Path):
+    from search import api
+    from search.errors import UsageError
+
+    with pytest.raises(UsageError, match="max_epoch: not an option of run"):
+        api.run("x", storage=f"sqlite:///{tmp_path / 'x.db'}", max_epoch=3)
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_log_lines_one_per_epoch_and_per_trial(api_run):
+    from search import api
+
+    lines = api_run["stderr"].splitlines()
+    epochs = [EPOCH_LINE.match(line) for line in lines]
+    seen = sorted((int(m[1]), int(m[2])) for m in epochs if m)
+    recorded = sorted(
+        (t.number, e) for t in api.trials("nb", storage=api_run["url"])
+        for e in range(1, t.epochs + 1)
+    )
+    assert seen == recorded
+    finished = [TRIAL_LINE.match(line) for line in lines]
+    assert [(int(m[1]), int(m[4]), int(m[5])) for m in finished if m] == [(0, 1, 2), (1, 2, 2)]
+    # The time left is estimated once a trial's pace is known.
+    assert any("left (target 2 trials)" in line for line in lines if EPOCH_LINE.match(line))
+    assert not any("retracing" in line for line in lines)
+
+
+def test_user_attributes_reach_optuna(api_run):
+    import optuna
+
+    from search import api
+
+    study = optuna.load_study(study_name="nb", storage=api_run["url"])
+    ours = {t.number: t for t in api.trials("nb", storage=api_run["url"])}
+    for trial in study.trials:
+        attrs, rec = trial.user_attrs, ours[trial.number]
+        curve = api.epochs("nb", trial.number, storage=api_run["url"])
+        assert attrs["epoch_loss"] == pytest.approx([e.loss for e in curve], abs=1e-5)
+        assert attrs["epoch_accuracy"] == pytest.approx([e.accuracy for e in curve], abs=1e-5)
+        assert len(attrs["epoch_val_accuracy"]) == rec.epochs
+        assert attrs["param_count"] == rec.param_count > 0
+        assert attrs["wall_seconds"] == pytest.approx(rec.duration_s, abs=0.01)
+
+
+def test_test_metrics_become_user_attributes(api_run):
+    import optuna
+
+    from storage import StudyDatabase
+
+    db = StudyDatabase(api_run["url"], create=False, read_only=False)
+    try:
+        trial = db.trials("nb")[0]
+        db.record_test_metrics(trial.trial_id, loss=0.5, accuracy=0.75)
+        db.record_test_metrics(trial.trial_id, loss=0.4, accuracy=0.8)  # replaced, not doubled
+    finally:
+        db.dispose()
+    attrs = optuna.load_study(study_name="nb", storage=api_run["url"]).trials[0].user_attrs
+    assert (attrs["test_loss"], attrs["test_accuracy"]) == (0.4, 0.8)
+
+
+def test_tensorboard_event_files_per_trial(api_run):
+    root = api_run["tmp"] / "tb" / "nb"
+    assert sorted(p.name for p in root.iterdir()) == ["trial-0000", "trial-0001"]
+    for run in root.iterdir():
+        assert list((run / "train").glob("events.out.tfevents.*"))
+        assert list((run / "validation").glob("events.out.tfevents.*"))
+
+
+def test_interrupted_run_says_what_finished_and_how_to_continue(api_run, capsys):
+    from search.cli import _interrupted
+    from search.plan import RunRequest
+
+    _interrupted(RunRequest(study="nb", storage=api_run["url"]))
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("rnnsearch: study nb: 2/2 trials finished")
+    assert err[1].startswith("rnnsearch: best so far: trial ")
+    assert err[2].startswith("rnnsearch: continue with: rnnsearch resume nb --storage sqlite:///")
+
+
+# -- lines reach a log file while the run goes on ----------------------------------------------
+
+
+@pytest.mark.slow
+def test_log_lines_are_flushed_while_running(tmp_path: Path, imdb_npz):
+    (tmp_path / "s.toml").write_text(SPACE)
+    env = {**os.environ, "RNNSEARCH_STORAGE": f"sqlite:///{tmp_path / 'f.db'}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "search", "run", "--study", "f", "--space", str(tmp_path / "s.toml"),
+         "--data", str(imdb_npz), "--limit", "200", "--trials", "3", "--max-epochs", "2",
+         "--seed", "1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if EPOCH_LINE.match(line):
+                # The first epoch's line arrived while the search still runs (2 more trials).
+                assert proc.poll() is None
+                break
+        else:
+            pytest.fail("no epoch line")
+        rest = proc.stderr.read()
+        assert proc.wait(timeout=300) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert len([x for x in rest.splitlines() if TRIAL_LINE.match(x)]) == 3
