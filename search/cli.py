@@ -658,6 +658,18 @@ def best(
         keep = where_filter(db, study, where) if where is not None else None
         rows = db.best(study, top=top, predicate=keep)
         _echo(render_trials(rows, fmt.value, ranked=True, with_test=with_test))
+        if not rows:
+            counts = db.state_counts(study)
+            shown = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()) if n) or "no trials"
+            if where is not None:
+                typer.echo(f"rnnsearch: no finished trial of {study} matches --where", err=True)
+                return
+            typer.echo(
+                f"rnnsearch: study {study} has no finished trial yet ({shown}); "
+                f"`rnnsearch trials {study}` lists them",
+                err=True,
+            )
+            raise typer.Exit(EXIT_FAILURE)
 
     guarded(body, debug)
 

@@ -9,7 +9,8 @@ writers here, so a value reads the same wherever it appears:
 - CSV (:func:`csv_text`): one header row, ``\\n`` line ends, quoting as Python's ``csv`` module
   does (a cell with a comma, quote or line break is quoted, quotes doubled); ``None`` is an empty
   cell and a datetime its ISO 8601 string.
-- Tables (:func:`table_text`): a plain-text Rich table 200 characters wide, numeric columns
+- Tables (:func:`table_text`): a plain-text Rich table as wide as the terminal (200 characters
+  into a file or pipe, where nothing wraps lines), numeric columns
   right-aligned, cells through :func:`value_text` (4 significant decimals, ``nan``, blanks for
   ``None``).
 
@@ -107,6 +108,10 @@ def to_json(obj: Any) -> str:
 def _csv_cell(v: Any) -> Any:
     if v is None:
         return ""
+    if isinstance(v, float) and math.isfinite(v):
+        # Metrics are float32 in float64 clothing (0.8838000297546387): 7 significant digits
+        # are all a float32 holds, and all a spreadsheet should show.
+        return float(f"{v:.7g}")
     if isinstance(v, datetime | date):
         return v.isoformat()
     return v
@@ -125,6 +130,23 @@ def csv_text(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 # -- tables ----------------------------------------------------------------------------------
 
 
+#: The width of a table written to a file or a pipe (nothing there wraps long lines).
+WIDE = 200
+
+
+def output_width() -> int:
+    """A terminal's width when stdout is one (cells fold to fit), else :data:`WIDE`."""
+    import shutil
+    import sys
+
+    try:
+        if sys.stdout.isatty():
+            return max(40, shutil.get_terminal_size((WIDE, 24)).columns)
+    except (AttributeError, ValueError):  # a closed or replaced stdout
+        pass
+    return WIDE
+
+
 def table_text(
     headers: Sequence[str],
     rows: Sequence[Sequence[Any]],
@@ -134,7 +156,8 @@ def table_text(
     cell: Callable[[str, Any], str] | None = None,
     overflow: str = "fold",
 ) -> str:
-    """``rows`` as a plain-text Rich table (no colour, 200 characters wide, no trailing newline).
+    """``rows`` as a plain-text Rich table (no colour, :func:`output_width` wide, no trailing
+    newline).
 
     ``right`` names the right-aligned columns; ``cell(column, value)`` writes a cell (by default
     :func:`value_text` of the value); ``overflow`` is what Rich does with a cell too wide.
@@ -150,7 +173,9 @@ def table_text(
             table.add_row(*[value_text(c) for c in r])
         else:
             table.add_row(*[cell(h, c) for h, c in zip(headers, r, strict=True)])
-    console = Console(file=io.StringIO(), width=200, force_terminal=False, color_system=None)
+    console = Console(
+        file=io.StringIO(), width=output_width(), force_terminal=False, color_system=None
+    )
     console.print(table)
     return console.file.getvalue().rstrip("\n")
 
