@@ -21,13 +21,32 @@ the kernel survives.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import functools
+import warnings
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from search.errors import UsageError
 from search.plan import RunRequest
 from storage import EpochRecord, StudyDatabase, StudyRecord, TrialRecord
 
 __all__ = ["best", "epochs", "resume", "run", "studies", "trials"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _quiet(fn: _F) -> _F:
+    """Optuna's "experimental feature" warnings (heartbeat, TPE's group) are not the caller's
+    business; they are silenced for the call only, the notebook's own filters stay."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*experimental feature.*")
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
 
 #: The options ``run`` takes besides the study (RunRequest's fields a user may give).
 RUN_OPTIONS = tuple(
@@ -51,6 +70,7 @@ def _request(study: str, options: dict[str, Any], *, resume_only: bool) -> RunRe
     return RunRequest(study=study, resume_only=resume_only, **options)
 
 
+@_quiet
 def run(study: str, *, progress: str = "auto", **options: Any) -> Any:
     """Create or continue ``study`` and run trials until it holds its target; its summary.
 
@@ -63,6 +83,7 @@ def run(study: str, *, progress: str = "auto", **options: Any) -> Any:
     return _run(_request(study, options, resume_only=False), progress)
 
 
+@_quiet
 def resume(
     study: str,
     *,
@@ -96,6 +117,7 @@ def _open(storage: str | None) -> StudyDatabase:
     return StudyDatabase(storage, create=False)
 
 
+@_quiet
 def best(
     study: str, *, top: int = 1, where: str | None = None, storage: str | None = None
 ) -> list[TrialRecord]:
@@ -112,6 +134,7 @@ def best(
         db.dispose()
 
 
+@_quiet
 def trials(
     study: str,
     *,
@@ -138,6 +161,7 @@ def trials(
         db.dispose()
 
 
+@_quiet
 def epochs(study: str, trial: int, *, storage: str | None = None) -> list[EpochRecord]:
     """A trial's learning curve: one record per epoch (loss, accuracy, val_*, seconds)."""
     db = _open(storage)
@@ -150,6 +174,7 @@ def epochs(study: str, trial: int, *, storage: str | None = None) -> list[EpochR
         db.dispose()
 
 
+@_quiet
 def studies(*, storage: str | None = None) -> list[StudyRecord]:
     """Every study of the database with its engine, space, data, counts and best value."""
     db = _open(storage)
