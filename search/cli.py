@@ -700,7 +700,7 @@ def trials(
             if s not in TRIAL_STATES:
                 raise UsageError(f"--state {s!r}: expected one of {', '.join(TRIAL_STATES)}")
         db = _open_for_reading(storage)
-        rows = db.trials(study, state or None)
+        rows = _as_far_as_known(db, db.trials(study, state or None))
         if where is not None:
             from storage.filters import where_filter
 
@@ -709,6 +709,25 @@ def trials(
         _echo(render_trials(rows, fmt.value))
 
     guarded(body, debug)
+
+
+def _as_far_as_known(db: Any, rows: list[Any]) -> list[Any]:
+    """A running trial's value so far (its best recorded epoch), and a waiting trial's queued
+    parameters (Optuna holds them until the trial starts), instead of blanks."""
+    import dataclasses
+
+    out = []
+    for t in rows:
+        if t.state == "running" and t.value is None:
+            scored = [e.val_accuracy for e in db.epochs(t.trial_id) if e.val_accuracy is not None]
+            if scored:
+                t = dataclasses.replace(t, value=max(scored))
+        elif t.state == "waiting" and not t.params:
+            fixed = db.optuna_storage.get_trial(t.trial_id).system_attrs.get("fixed_params")
+            if fixed:
+                t = dataclasses.replace(t, params=dict(sorted(fixed.items())))
+        out.append(t)
+    return out
 
 
 @app.command()

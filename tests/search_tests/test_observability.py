@@ -318,3 +318,29 @@ def test_log_lines_are_flushed_while_running(tmp_path: Path, imdb_npz):
         if proc.poll() is None:
             proc.kill()
     assert len([x for x in rest.splitlines() if TRIAL_LINE.match(x)]) == 3
+
+
+def test_trials_shows_queued_parameters_of_waiting_trials(tmp_path: Path):
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    study = optuna.create_study(study_name="q", storage=url, direction="maximize")
+    study.enqueue_trial({"units": 5, "cell": "gru"})
+    del study
+    out = CliRunner().invoke(app, ["trials", "q", "--format", "json", "--storage", url])
+    assert out.exit_code == 0, out.output
+    [waiting] = json.loads(out.stdout)
+    assert waiting["state"] == "waiting"
+    assert waiting["params"] == {"cell": "gru", "units": 5}
+
+
+def test_best_without_a_finished_trial_says_so(tmp_path: Path):
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    optuna.create_study(study_name="e", storage=url).enqueue_trial({"units": 5})
+    out = CliRunner().invoke(app, ["best", "e", "--storage", url])
+    assert out.exit_code == 1
+    assert out.stderr.strip() == (
+        "rnnsearch: study e has no finished trial yet (1 waiting); `rnnsearch trials e` lists them"
+    )
