@@ -24,8 +24,10 @@ from typing import IO, Any
 
 #: How progress is shown: ``auto`` picks ``bar`` in a terminal, ``log`` elsewhere.
 PROGRESS_MODES = ("auto", "bar", "log", "off")
-#: Set by ``run --workers N`` for each worker process: its 1-based index (log lines name it).
+#: Set by ``run --workers N`` for each worker process: its 1-based index (log lines name it)
+#: and N (a worker's estimate of the time left counts the others' share).
 WORKER_INDEX_VAR = "RNNSEARCH_WORKER_INDEX"
+WORKER_COUNT_VAR = "RNNSEARCH_WORKERS"
 
 
 def duration_text(seconds: float | None) -> str:
@@ -146,6 +148,8 @@ class LogObserver(_Counting):
         self._line(f"study {study} ({verb}): {finished}/{target} trials finished")
 
     def time_budget(self, budget_s: float | None, spent_s: float, workers: int) -> None:
+        siblings = os.environ.get(WORKER_COUNT_VAR, "")
+        workers = max(workers, int(siblings) if siblings.isdigit() else 1)
         self.pace.budget_s, self.pace.spent_before_s, self.pace.workers = budget_s, spent_s, workers
         if budget_s:
             self._line(

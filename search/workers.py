@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping
 
 from search.errors import SearchError
-from search.progress import WORKER_INDEX_VAR, WorkerRow
+from search.progress import WORKER_COUNT_VAR, WORKER_INDEX_VAR, WorkerRow
 from search.trials import Observer
 from storage import ENV_VAR, FINISHED_STATES, StudyDatabase, TrialState
 
@@ -57,7 +57,7 @@ def visible_gpus(environ: Mapping[str, str] | None = None) -> list[str]:
 
 
 def worker_environment(
-    threads: int, index: int = 0, gpus: list[str] | None = None
+    threads: int, index: int = 0, gpus: list[str] | None = None, workers: int = 1
 ) -> dict[str, str]:
     """What worker ``index`` (0-based) gets on top of this process's environment: thread pools
     sized so that N workers share the cores, its 1-based number, and round-robin its GPU."""
@@ -66,6 +66,7 @@ def worker_environment(
         "TF_NUM_INTEROP_THREADS": str(min(2, threads)),
         "OMP_NUM_THREADS": str(threads),
         WORKER_INDEX_VAR: str(index + 1),
+        WORKER_COUNT_VAR: str(workers),
     }
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
@@ -80,7 +81,9 @@ def worker_environments(
     environ = dict(os.environ if environ is None else environ)
     gpus = visible_gpus(environ)
     threads = threads_per_worker(workers)
-    return [{**environ, **worker_environment(threads, i, gpus)} for i in range(workers)]
+    return [
+        {**environ, **worker_environment(threads, i, gpus, workers)} for i in range(workers)
+    ]
 
 
 def worker_command(
