@@ -162,7 +162,8 @@ def _report(db: StudyDatabase, study: str, names: dict[int, str], observer: Obse
             epochs=int(t.config.get("epochs") or t.epochs or 1),
         )
         for t in trials
-        if t.state == TrialState.RUNNING
+        # A trial Optuna has handed out but whose worker has not yet written its row: next time.
+        if t.state == TrialState.RUNNING and "pid" in t.extra
     ]
     done = [t.duration_s or 0.0 for t in trials if t.state in FINISHED_STATES]
     observer.workers_status(sorted(rows, key=lambda r: r.worker), len(done), done)
