@@ -38,7 +38,8 @@ STUDY_COUNT_STATES: tuple[str, ...] = tuple(s for s in TRIAL_STATES if s != Tria
 
 #: Table columns whose cells are right-aligned.
 NUMERIC_COLUMNS = frozenset(
-    "rank trial value epochs duration_s best trials target limit".split() + list(STUDY_COUNT_STATES)
+    "rank trial value epochs epochs_trained duration_s best trials target limit".split()
+    + list(STUDY_COUNT_STATES)
 )
 
 
@@ -186,6 +187,8 @@ def table_text(
 def trial_dict(t: TrialRecord, rank: int | None = None) -> dict[str, Any]:
     """A trial as a JSON-ready dict (``rank`` first when given)."""
     out = t.to_dict()
+    # The name `export` and the tables use; ``epochs`` stays for scripts that read it.
+    out["epochs_trained"] = t.epochs
     if rank is not None:
         out = {"rank": rank, **out}
     return json_safe(out)
@@ -197,7 +200,14 @@ def render_trials(
     """``best`` and ``trials``: JSON objects; CSV with one column per parameter; a table."""
     if fmt == "json":
         return to_json([trial_dict(t, i + 1 if ranked else None) for i, t in enumerate(trials)])
-    headers = (["rank"] if ranked else []) + ["trial", "state", "value", "epochs", "duration_s"]
+    # epochs_trained, as in `export` (whose `epochs` is a configuration's maximum).
+    headers = (["rank"] if ranked else []) + [
+        "trial",
+        "state",
+        "value",
+        "epochs_trained",
+        "duration_s",
+    ]
     if with_test:
         headers += ["test_accuracy", "test_loss"]
     if fmt == "csv":
