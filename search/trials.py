@@ -444,17 +444,9 @@ class TrialRunner:
         )
 
     def set_user_attrs(self, order: TrialOrder, attrs: dict[str, Any]) -> None:
-        """Also as Optuna user attributes of the (running) trial, so optuna-dashboard and
-        ``optuna trials`` show them. A missed write (the trial was finished meanwhile) is no
-        error: rnnsearch's own rows hold the same facts."""
-        import optuna
-
-        storage = self.db.optuna_storage
-        for key, value in attrs.items():
-            try:
-                storage.set_trial_user_attr(order.trial_id, key, value)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                return
+        """Also as Optuna user attributes of the trial, so optuna-dashboard and ``optuna
+        trials`` show them (one transaction)."""
+        self.db.set_trial_user_attrs(order.trial_id, attrs)
 
     # -- recovery ----------------------------------------------------------------------------
     def recover(self) -> list[int]:

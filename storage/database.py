@@ -1039,20 +1039,38 @@ class StudyDatabase:
                 )
             row.test_loss = float(loss)
             row.test_accuracy = float(accuracy)
-            # Also as Optuna user attributes (optuna-dashboard, `optuna trials`). Optuna's API
-            # refuses to change a finished trial, so its attribute rows are written here.
-            for key, value in (("test_loss", loss), ("test_accuracy", accuracy)):
-                s.execute(
-                    delete(_o_trial_user_attrs).where(
-                        and_(_o_trial_user_attrs.c.trial_id == trial_id,
-                             _o_trial_user_attrs.c.key == key)
-                    )
-                )
-                s.execute(
-                    _o_trial_user_attrs.insert().values(
-                        trial_id=trial_id, key=key, value_json=json.dumps(round(float(value), 6))
-                    )
-                )
+            # Also as Optuna user attributes (optuna-dashboard, `optuna trials`); Optuna's API
+            # refuses to change a finished trial.
+            self._write_user_attrs(
+                s,
+                trial_id,
+                {"test_loss": round(float(loss), 6), "test_accuracy": round(float(accuracy), 6)},
+            )
+
+    def set_trial_user_attrs(self, trial_id: int, attrs: Mapping[str, Any]) -> None:
+        """Set Optuna user attributes of a trial, all in one transaction (Optuna's API writes
+        one attribute per transaction: 5 per epoch cost 90 ms on a busy 2-core machine)."""
+        with self.session("cannot write") as s:
+            self._write_user_attrs(s, trial_id, attrs)
+
+    @staticmethod
+    def _write_user_attrs(s: Session, trial_id: int, attrs: Mapping[str, Any]) -> None:
+        """Optuna's ``trial_user_attributes`` rows (key, JSON value), replaced key by key."""
+        if not attrs:
+            return
+        table = _o_trial_user_attrs
+        s.execute(
+            delete(table).where(
+                and_(table.c.trial_id == trial_id, table.c.key.in_(list(attrs)))
+            )
+        )
+        s.execute(
+            table.insert(),
+            [
+                {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
+                for key, value in attrs.items()
+            ],
+        )
 
     def epochs(self, trial_id: int) -> list[EpochRecord]:
         with self.session("cannot read") as s:
