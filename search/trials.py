@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import re
 import signal
 import socket
 import threading
@@ -313,10 +314,15 @@ def batch_progress_callback(observer: Observer, number: int) -> Any:
 
 def tensorboard_callback(root: str, study: str, number: int) -> Any:
     """Keras' TensorBoard callback writing to ``root/<study>/trial-<number>`` (one run folder a
-    trial, so TensorBoard lists trials by study and number)."""
+    trial, so TensorBoard lists trials by study and number; characters other than letters,
+    digits, '.', '_' and '-' in the study's name become '_')."""
     import keras
 
-    log_dir = os.path.join(root, study, f"trial-{number:04d}")
+    # A study's name is no safe folder name (`..`, `a/b`): only letters, digits, '.', '_', '-'.
+    folder = re.sub(r"[^A-Za-z0-9._-]", "_", study)
+    if set(folder) <= {"."}:
+        folder = folder.replace(".", "_")
+    log_dir = os.path.join(root, folder, f"trial-{number:04d}")
     # No graph or histograms: a trial's scalars (loss, accuracy per epoch) are what is compared.
     return keras.callbacks.TensorBoard(
         log_dir=log_dir, write_graph=False, histogram_freq=0, update_freq="epoch"

@@ -344,3 +344,11 @@ def test_best_without_a_finished_trial_says_so(tmp_path: Path):
     assert out.stderr.strip() == (
         "rnnsearch: study e has no finished trial yet (1 waiting); `rnnsearch trials e` lists them"
     )
+
+
+def test_tensorboard_folders_never_leave_the_chosen_folder(tmp_path: Path):
+    from search.trials import tensorboard_callback
+
+    for study, folder in (("..", "__"), ("a/b", "a_b"), ("x y", "x_y"), ("imdb-1.v2", "imdb-1.v2")):
+        callback = tensorboard_callback(str(tmp_path), study, 3)
+        assert Path(callback.log_dir) == tmp_path / folder / "trial-0003"
