@@ -352,3 +352,47 @@ def test_tensorboard_folders_never_leave_the_chosen_folder(tmp_path: Path):
     for study, folder in (("..", "__"), ("a/b", "a_b"), ("x y", "x_y"), ("imdb-1.v2", "imdb-1.v2")):
         callback = tensorboard_callback(str(tmp_path), study, 3)
         assert Path(callback.log_dir) == tmp_path / folder / "trial-0003"
+
+
+def test_trials_shows_a_running_trials_value_so_far(tmp_path: Path):
+    import optuna
+
+    from storage import StudyDatabase
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    db = StudyDatabase(url)
+    try:
+        study = optuna.create_study(study_name="r", storage=db.optuna_storage)
+        trial = study.ask()
+        study_id = db.study_id("r")
+        db.record_trial_info(
+            trial_id=trial._trial_id, study_id=study_id, number=trial.number, engine="optuna",
+            config={"cell": "gru"}, status="running",
+        )  # fmt: skip
+        for epoch, value in ((1, 0.61), (2, 0.74), (3, 0.70)):
+            db.record_epoch(
+                trial_id=trial._trial_id, study_id=study_id, epoch=epoch,
+                metrics={"loss": 0.6, "val_accuracy": value}, seconds=1.0,
+            )  # fmt: skip
+    finally:
+        db.dispose()
+    out = CliRunner().invoke(app, ["trials", "r", "--format", "json", "--storage", url])
+    assert out.exit_code == 0, out.output
+    [running] = json.loads(out.stdout)
+    assert running["state"] == "running" and running["epochs"] == 3
+    assert running["value"] == pytest.approx(0.74)
+
+
+def test_time_left_counts_trials_workers_and_the_budget():
+    from search.progress import Pace, duration_text
+
+    pace = Pace(target=10, finished=4, workers=2, trial_seconds=[50.0, 70.0])
+    assert pace.left_s() == pytest.approx(6 * 60 / 2)
+    # A budget of 300 s with 120 s spent: at most the rest shared by 2 workers, plus one trial.
+    pace.budget_s = 300.0
+    assert pace.left_s() == pytest.approx((300 - 120) / 2 + 60)
+    assert "left (target 10 trials or budget 5m00s)" in pace.left_text()
+    # Before any trial finished: the running trial's epochs at full length.
+    early = Pace(target=3, epoch_seconds=[10.0, 14.0], trial_epochs=4)
+    assert early.mean_trial_s() == pytest.approx(48.0)
+    assert [duration_text(s) for s in (5, 125, 3700)] == ["5s", "2m05s", "1h01m"]
