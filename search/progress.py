@@ -210,9 +210,11 @@ class WorkerRow:
 class RichObserver(_Counting):
     """A Rich live display on stderr (a terminal)."""
 
-    def __init__(self, enabled: bool = True) -> None:
+    def __init__(self, enabled: bool = True, console: Any = None) -> None:
         super().__init__()
         self.enabled = enabled
+        #: A Rich Console (default: stderr's).
+        self.console = console
         self._progress: Any = None
         self._trials: Any = None
         self._epochs: Any = None
@@ -235,7 +237,7 @@ class RichObserver(_Counting):
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TextColumn("{task.fields[info]}"),
-            console=Console(stderr=True),
+            console=self.console if self.console is not None else Console(stderr=True),
             transient=False,
         )
         self._progress.start()

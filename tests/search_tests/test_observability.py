@@ -396,3 +396,24 @@ def test_time_left_counts_trials_workers_and_the_budget():
     early = Pace(target=3, epoch_seconds=[10.0, 14.0], trial_epochs=4)
     assert early.mean_trial_s() == pytest.approx(48.0)
     assert [duration_text(s) for s in (5, 125, 3700)] == ["5s", "2m05s", "1h01m"]
+
+
+def test_live_display_shows_each_worker_and_the_time_left():
+    import io
+
+    from rich.console import Console
+
+    from search.progress import RichObserver, WorkerRow
+
+    screen = io.StringIO()
+    observer = RichObserver(console=Console(file=screen, width=100, force_terminal=False))
+    observer.study_ready("w", 0, 4, False)
+    observer.time_budget(None, 0.0, 2)
+    observer.workers_status(
+        [WorkerRow("worker 1", 2, 1, 3), WorkerRow("worker 2", 3, 0, 3)], 2, [30.0, 50.0]
+    )
+    observer.close()
+    text = screen.getvalue()
+    assert "worker 1: trial 2" in text and "1/3" in text
+    assert "worker 2: trial 3" in text and "0/3" in text
+    assert "2/4" in text and "~40s left" in text  # 2 trials of 40 s on 2 workers
