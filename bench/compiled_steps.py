@@ -37,9 +37,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import IMDB_NPZ, REPO, table, write_result  # noqa: E402
 
 CONFIGS = {
-    "gru32-len200": {"cell": "gru", "units": 32, "bidirectional": False, "maxlen": 200, "head": "last"},
-    "lstm64-len500": {"cell": "lstm", "units": 64, "bidirectional": False, "maxlen": 500, "head": "last"},
-    "bigru64max-len400": {"cell": "gru", "units": 64, "bidirectional": True, "maxlen": 400, "head": "max"},
+    "gru32-len200": {
+        "cell": "gru",
+        "units": 32,
+        "bidirectional": False,
+        "maxlen": 200,
+        "head": "last",
+    },
+    "lstm64-len500": {
+        "cell": "lstm",
+        "units": 64,
+        "bidirectional": False,
+        "maxlen": 500,
+        "head": "last",
+    },
+    "bigru64max-len400": {
+        "cell": "gru",
+        "units": 64,
+        "bidirectional": True,
+        "maxlen": 400,
+        "head": "max",
+    },
 }
 MODES = ("plain", "rnnsearch-graph", "rnnsearch-xla", "rnnsearch-jax")
 
@@ -100,7 +118,17 @@ def measure(mode: str, cfg: dict, limit: int, epochs: int, seed: int) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
     env["KERAS_BACKEND"] = "jax" if mode == "rnnsearch-jax" else "tensorflow"
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, mode, json.dumps(cfg), str(IMDB_NPZ), str(limit), str(epochs), str(seed)],
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            mode,
+            json.dumps(cfg),
+            str(IMDB_NPZ),
+            str(limit),
+            str(epochs),
+            str(seed),
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -117,8 +145,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=None, help="seeds per mode (default 3)")
     parser.add_argument("--limit", type=int, default=None, help="reviews (default 5,000)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default 3)")
-    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS), metavar="CONFIG")
-    parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES), metavar="MODE")
+    parser.add_argument(
+        "--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS), metavar="CONFIG"
+    )
+    parser.add_argument(
+        "--modes", nargs="+", choices=list(MODES), default=list(MODES), metavar="MODE"
+    )
     args = parser.parse_args()
     limit, epochs = (600, 2) if args.quick else (5000, 3)
     limit, epochs = args.limit or limit, args.epochs or epochs
@@ -135,32 +167,65 @@ def main() -> None:
             for m in modes:
                 per[m].append(measure(m, cfg, limit, epochs, s))
                 last = per[m][-1]["epochs"]
-                print(f"{name} {m} seed {s}: s/epoch {[round(e['seconds'], 2) for e in last]} "
-                      f"val_acc {[round(e['val_accuracy'], 4) for e in last]} {per[m][-1]['extra']}", flush=True)
+                print(
+                    f"{name} {m} seed {s}: s/epoch {[round(e['seconds'], 2) for e in last]} "
+                    f"val_acc {[round(e['val_accuracy'], 4) for e in last]} {per[m][-1]['extra']}",
+                    flush=True,
+                )
         results[name] = per
         n_train = per["plain"][0]["n_train"]
-        steady = {m: statistics.mean(e["seconds"] for r in runs for e in (r["epochs"][1:] or r["epochs"])) for m, runs in per.items()}
-        first_excess = {m: statistics.mean(r["epochs"][0]["seconds"] for r in runs) - steady[m] for m, runs in per.items()}
-        final = {m: statistics.mean(r["epochs"][-1]["val_accuracy"] for r in runs) for m, runs in per.items()}
+        steady = {
+            m: statistics.mean(e["seconds"] for r in runs for e in (r["epochs"][1:] or r["epochs"]))
+            for m, runs in per.items()
+        }
+        first_excess = {
+            m: statistics.mean(r["epochs"][0]["seconds"] for r in runs) - steady[m]
+            for m, runs in per.items()
+        }
+        final = {
+            m: statistics.mean(r["epochs"][-1]["val_accuracy"] for r in runs)
+            for m, runs in per.items()
+        }
         for m in modes:
             extras = [r["extra"] for r in per[m]]
             comp = extras[0].get("compilations") if extras and extras[0] else None
-            secs = [e.get("compile_seconds") for e in extras if e and e.get("compile_seconds") is not None]
-            rows.append([
-                name, m,
-                round(1000 * steady[m] / n_train, 3),
-                round(steady[m] / steady["plain"], 2),
-                round(first_excess[m], 1),
-                comp if comp is not None else "-",
-                round(statistics.mean(secs), 1) if secs else "-",
-                round(final[m], 4),
-            ])
-    headers = ["config", "mode", "ms/example", "ratio_to_plain", "first_epoch_excess_s", "compilations", "compile_s", "val_acc_mean"]
+            secs = [
+                e.get("compile_seconds")
+                for e in extras
+                if e and e.get("compile_seconds") is not None
+            ]
+            rows.append(
+                [
+                    name,
+                    m,
+                    round(1000 * steady[m] / n_train, 3),
+                    round(steady[m] / steady["plain"], 2),
+                    round(first_excess[m], 1),
+                    comp if comp is not None else "-",
+                    round(statistics.mean(secs), 1) if secs else "-",
+                    round(final[m], 4),
+                ]
+            )
+    headers = [
+        "config",
+        "mode",
+        "ms/example",
+        "ratio_to_plain",
+        "first_epoch_excess_s",
+        "compilations",
+        "compile_s",
+        "val_acc_mean",
+    ]
     print(table(headers, rows))
     path = write_result(
         "compiled_steps-quick" if args.quick else "compiled_steps",
-        {"settings": {"limit": limit, "epochs": epochs, "seeds": seeds, "modes": modes}, "runs": results,
-         "headers": headers, "table": rows, "targets": {"gru32-len200": 0.4, "lstm64-len500": 0.3}},
+        {
+            "settings": {"limit": limit, "epochs": epochs, "seeds": seeds, "modes": modes},
+            "runs": results,
+            "headers": headers,
+            "table": rows,
+            "targets": {"gru32-len200": 0.4, "lstm64-len500": 0.3},
+        },
     )
     print(f"written: {path}")
 

@@ -37,17 +37,29 @@ def through_rnnsearch(cfg: dict, data: str, limit: int | None, epochs: int, seed
 
     tmp = tempfile.mkdtemp()
     dims = "\n".join(
-        f"{k} = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()}" for k, v in cfg.items()
+        f"{k} = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()}"
+        for k, v in cfg.items()
     )
     Path(f"{tmp}/s.toml").write_text(
-        "[dimensions]\n" + dims + "\nembedding_dim = 32\nvocab_size = 10000\nlearning_rate = 0.001\n"
+        "[dimensions]\n"
+        + dims
+        + "\nembedding_dim = 32\nvocab_size = 10000\nlearning_rate = 0.001\n"
         'batch_size = 64\nlayers = 1\ndropout = 0.0\nrecurrent_dropout = 0.0\noptimizer = "adam"\n'
         'padding = "pre"\n'
     )
     url = f"sqlite:///{tmp}/p.db"
     run_search(
-        RunRequest(study="p", storage=url, space=f"{tmp}/s.toml", trials=1, data=data, limit=limit,
-                   max_epochs=epochs, seed=seed, backend="jax")
+        RunRequest(
+            study="p",
+            storage=url,
+            space=f"{tmp}/s.toml",
+            trials=1,
+            data=data,
+            limit=limit,
+            max_epochs=epochs,
+            seed=seed,
+            backend="jax",
+        )
     )
     db = StudyDatabase(url)
     [t] = [t for t in db.trials("p") if t.state == "complete"]
@@ -67,7 +79,10 @@ def plain(cfg: dict, data: str, limit: int | None, epochs: int, seed: int) -> di
 
     src = load_source(data, limit=limit)
     tr, va = src.split()
-    lists = [src.train.tokens[a:b] for a, b in zip(src.train.offsets[:-1], src.train.offsets[1:], strict=True)]
+    lists = [
+        src.train.tokens[a:b]
+        for a, b in zip(src.train.offsets[:-1], src.train.offsets[1:], strict=True)
+    ]
     lists = [np.where(x < 10000, x, 2) for x in lists]
     x = keras.utils.pad_sequences(lists, maxlen=cfg["maxlen"])
     y = src.train.labels
@@ -90,9 +105,19 @@ def plain(cfg: dict, data: str, limit: int | None, epochs: int, seed: int) -> di
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             rows.append((time.perf_counter() - self.t, float((logs or {})["val_accuracy"])))
 
-    model.fit(x[tr], y[tr], validation_data=(x[va], y[va]), epochs=epochs, batch_size=64,
-              verbose=0, callbacks=[Timer()])
-    return {"seconds": [round(s, 2) for s, _ in rows], "val_accuracy": [round(a, 4) for _, a in rows]}
+    model.fit(
+        x[tr],
+        y[tr],
+        validation_data=(x[va], y[va]),
+        epochs=epochs,
+        batch_size=64,
+        verbose=0,
+        callbacks=[Timer()],
+    )
+    return {
+        "seconds": [round(s, 2) for s, _ in rows],
+        "val_accuracy": [round(a, 4) for _, a in rows],
+    }
 
 
 def main() -> None:
@@ -106,8 +131,17 @@ def main() -> None:
     import jax
     import keras
 
-    print(json.dumps({"keras": keras.__version__, "backend": keras.backend.backend(),
-                      "jax": jax.__version__, "devices": [str(d) for d in jax.devices()]}), flush=True)
+    print(
+        json.dumps(
+            {
+                "keras": keras.__version__,
+                "backend": keras.backend.backend(),
+                "jax": jax.__version__,
+                "devices": [str(d) for d in jax.devices()],
+            }
+        ),
+        flush=True,
+    )
     for name in args.configs:
         for mode, run in (("rnnsearch", through_rnnsearch), ("plain", plain)):
             started = time.perf_counter()

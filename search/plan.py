@@ -67,6 +67,8 @@ class RunRequest:
     #: Keras backend (``search.backend``) and compiled training steps (None: stored/default).
     backend: str | None = None
     jit_compile: bool | None = None
+    #: Per-trial TensorBoard logs under this folder (this run only; not stored with the study).
+    tensorboard: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,8 @@ class StudyPlan:
     hyperband: HyperbandSchedule | None = None
     #: The stored study (None for a new one).
     stored: StudyConfig | None = None
+    #: TensorBoard logs of this run's trials go to <tensorboard_dir>/<study>/trial-NNNN.
+    tensorboard_dir: str | None = None
 
     @property
     def uid(self) -> str | None:
@@ -185,6 +189,12 @@ def check_request(req: RunRequest) -> None:
     check_backend(req.backend)
     if req.engine is not None and req.engine not in ENGINES:
         raise UsageError(f"--engine {req.engine}: expected one of {', '.join(ENGINES)}")
+    if req.tensorboard is not None and Path(req.tensorboard).expanduser().exists():
+        if not Path(req.tensorboard).expanduser().is_dir():
+            raise UsageError(
+                f"--tensorboard {req.tensorboard}: expected a folder for TensorBoard logs, got an "
+                "existing file"
+            )
     if req.time_budget is not None and not (math.isfinite(req.time_budget) and req.time_budget > 0):
         raise UsageError(f"--time-budget {req.time_budget}: expected a finite positive duration")
 
@@ -277,6 +287,7 @@ def resolve_plan(
             jit_compile=req.jit_compile,
             hyperband=hb,
             stored=None,
+            tensorboard_dir=_absolute(req.tensorboard),
         )
 
     if req.engine is not None and req.engine != stored.engine:
@@ -371,6 +382,7 @@ def resolve_plan(
         ),
         hyperband=hb,
         stored=stored,
+        tensorboard_dir=_absolute(req.tensorboard),
     )
 
 
