@@ -155,30 +155,54 @@ def test_counted_compilations_are_the_shapes_a_trial_trains_on(imdb_npz):
     assert len(shapes) <= 2 * len(widths) + 1
 
 
-def test_xla_compiled_model_predicts_as_the_uncompiled_one(imdb_npz):
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        # every other path of the model builder: the Jordan cell, post-padding (masked),
+        # both directions, recurrent dropout, a pooling head
+        {
+            "cell": "jordan",
+            "padding": "post",
+            "bidirectional": True,
+            "recurrent_dropout": 0.1,
+            "dropout": 0.1,
+            "head": "average",
+        },
+        {"cell": "lstm", "head": "max", "optimizer": "rmsprop"},
+    ],
+    ids=["gru", "jordan-post-bi-dropout", "lstm-max"],
+)
+def test_xla_compiled_model_predicts_as_the_uncompiled_one(imdb_npz, overrides):
     import keras
 
     from search.model import build_model
 
+    cfg = {**MODEL_CFG, **overrides}
     source = load_source(str(imdb_npz), limit=400, options={"bucketing": True})
-    prepared = source.prepare(MODEL_CFG)
+    prepared = source.prepare(cfg)
     keras.utils.set_random_seed(1)
-    plain = build_model(MODEL_CFG, prepared.spec, jit_compile=False)
-    compiled = build_model(MODEL_CFG, prepared.spec, jit_compile=True)
+    plain = build_model(cfg, prepared.spec, jit_compile=False)
+    compiled = build_model(cfg, prepared.spec, jit_compile=True)
     compiled.set_weights(plain.get_weights())
     assert compiled.jit_compile and not plain.jit_compile
     widths = bucket_widths(prepared.len_val, 120)
-    batches = LengthBatches(prepared.x_val, prepared.y_val, prepared.len_val, 32, "pre", widths)
+    batches = LengthBatches(
+        prepared.x_val, prepared.y_val, prepared.len_val, 32, cfg["padding"], widths
+    )
     for i in range(len(batches)):
         xb, _ = batches.batch(i)
         a = plain.predict_on_batch(xb)
         b = compiled.predict_on_batch(xb)
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    # and one step of training moves both the same way
+    # and one step of training moves both the same way (dropout draws differ: no comparison)
     xb, yb = batches.batch(0)
     la = plain.train_on_batch(xb, yb)
     lb = compiled.train_on_batch(xb, yb)
-    np.testing.assert_allclose(la, lb, rtol=1e-4, atol=1e-5)
+    if not cfg["dropout"] and not cfg["recurrent_dropout"]:
+        np.testing.assert_allclose(la, lb, rtol=1e-4, atol=1e-5)
+        for wa, wb in zip(plain.get_weights(), compiled.get_weights(), strict=True):
+            np.testing.assert_allclose(wa, wb, rtol=1e-3, atol=1e-5)
 
 
 JAX_CHILD = textwrap.dedent(
