@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from search.backend import check_backend, default_backend
 from search.errors import UsageError
 from spaces import Space, load_space
 from storage import StudyConfig
@@ -63,6 +64,11 @@ class RunRequest:
     #: Hyperband: reduction factor and iterations (None: the study's stored value or default).
     hyperband_factor: int | None = None
     hyperband_iterations: int | None = None
+    #: Keras backend (``search.backend``) and compiled training steps (None: stored/default).
+    backend: str | None = None
+    jit_compile: bool | None = None
+    #: Per-trial TensorBoard logs under this folder (this run only; not stored with the study).
+    tensorboard: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,10 +104,17 @@ class StudyPlan:
     checkpoint_dir: str | None
     workers: int
     join_only: bool
+    #: The Keras backend that trains this run's models and whether training steps are compiled
+    #: (XLA under TensorFlow; JAX always compiles).
+    backend: str = "tensorflow"
+    #: None: compiled where it pays (``search.model.wants_jit``).
+    jit_compile: bool | None = None
     #: Hyperband's settings (None for the Optuna engine).
     hyperband: HyperbandSchedule | None = None
     #: The stored study (None for a new one).
     stored: StudyConfig | None = None
+    #: TensorBoard logs of this run's trials go to <tensorboard_dir>/<study>/trial-NNNN.
+    tensorboard_dir: str | None = None
 
     @property
     def uid(self) -> str | None:
@@ -117,6 +130,8 @@ class StudyPlan:
                 "keep_checkpoints": self.keep_checkpoints,
                 "time_budget_s": self.time_budget,
                 "checkpoint_dir": self.checkpoint_dir,
+                "backend": self.backend,
+                "jit_compile": self.jit_compile,
             }
         )
         if self.hyperband is not None:
@@ -171,8 +186,15 @@ def check_request(req: RunRequest) -> None:
         check_count(option, value)
     check_count("--patience", req.patience, zero_means="off")
     check_count("--keep-checkpoints", req.keep_checkpoints, zero_means="keep none")
+    check_backend(req.backend)
     if req.engine is not None and req.engine not in ENGINES:
         raise UsageError(f"--engine {req.engine}: expected one of {', '.join(ENGINES)}")
+    if req.tensorboard is not None and Path(req.tensorboard).expanduser().exists():
+        if not Path(req.tensorboard).expanduser().is_dir():
+            raise UsageError(
+                f"--tensorboard {req.tensorboard}: expected a folder for TensorBoard logs, got an "
+                "existing file"
+            )
     if req.time_budget is not None and not (math.isfinite(req.time_budget) and req.time_budget > 0):
         raise UsageError(f"--time-budget {req.time_budget}: expected a finite positive duration")
 
@@ -261,8 +283,11 @@ def resolve_plan(
             checkpoint_dir=_absolute(req.checkpoint_dir),
             workers=req.workers or 1,
             join_only=req.join_only,
+            backend=req.backend or default_backend(),
+            jit_compile=req.jit_compile,
             hyperband=hb,
             stored=None,
+            tensorboard_dir=_absolute(req.tensorboard),
         )
 
     if req.engine is not None and req.engine != stored.engine:
@@ -351,8 +376,13 @@ def resolve_plan(
         checkpoint_dir=checkpoint_dir,
         workers=req.workers or 1,
         join_only=req.join_only,
+        backend=req.backend or default_backend(options.get("backend")),
+        jit_compile=(
+            req.jit_compile if req.jit_compile is not None else options.get("jit_compile")
+        ),
         hyperband=hb,
         stored=stored,
+        tensorboard_dir=_absolute(req.tensorboard),
     )
 
 

@@ -112,8 +112,11 @@ def retrain(
     if epochs is None:
         epochs = int(rec.extra.get("best_epoch") or rec.config.get("epochs") or rec.epochs or 1)
 
+    from search.backend import activate, default_backend
     from search.data import load_source
 
+    # The study's backend unless Keras already runs another one here (models are the same).
+    activate(default_backend(stored.options.get("backend")))
     source = load_source(
         _data_location(stored.data), limit=limit, options=stored.data.get("options") or None
     )
@@ -124,7 +127,10 @@ def retrain(
     import keras
 
     from search.datasets.batching import training_inputs
-    from search.model import build_model
+    from search.model import build_model, wants_jit
+    from search.serving import check_backend
+
+    check_backend()  # before training: the saved model reads raw input through TensorFlow
 
     cfg = dict(rec.config)
     full = source.prepare_full(cfg)
@@ -135,7 +141,9 @@ def retrain(
     keras.backend.clear_session(free_memory=True)
     keras.utils.set_random_seed(((stored.seed or 0) + rec.number) % (2**32 - 1))
     started = time.perf_counter()
-    model = build_model(cfg, full.spec)
+    steps = -(-len(full.y_train) // batch_size) * int(epochs)
+    jit = wants_jit(stored.options.get("jit_compile"), steps)
+    model = build_model(cfg, full.spec, jit_compile=jit)
     history = model.fit(
         **training_inputs(
             full.x_train, full.y_train, full.len_train, batch_size, full.padding, bucketing

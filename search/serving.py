@@ -115,6 +115,7 @@ def raw_input_model(
         VocabularyCap,
     )
 
+    check_backend()
     spec = source.spec(config)
     net = classifier(trained, config, spec)
     fmt = source.description.get("format")
@@ -159,6 +160,19 @@ def raw_input_model(
         class_names(source.classes, spec.num_classes), name=CLASS_LAYER
     )(net(x))
     return keras.Model(inputs, probabilities, name="rnnsearch_raw_input")
+
+
+def check_backend() -> None:
+    """Raw-input models read text with TensorFlow's string ops: they need its Keras backend."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise UsageError(
+            f"raw-input models need Keras' TensorFlow backend (strings, TensorFlow's text ops); "
+            f"this process runs {backend}: run the command again with KERAS_BACKEND=tensorflow "
+            "(the weights are the same under either backend)"
+        )
 
 
 def input_kind(model: Any) -> str:

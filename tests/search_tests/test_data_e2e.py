@@ -191,7 +191,7 @@ def test_retrain_scores_the_test_set_as_its_saved_model_predicts(tmp_path: Path,
     space = tmp_path / "space.toml"
     space.write_text(
         TEXT_SPACE.replace("maxlen = 150", "maxlen = 3000").replace(
-            "learning_rate = 5e-3", "learning_rate = 3e-2"
+            "learning_rate = 5e-3", "learning_rate = 1e-2"
         )
     )
     url = f"sqlite:///{tmp_path / 'study.db'}"
