@@ -827,6 +827,17 @@ def report(
     guarded(body, debug)
 
 
+WordIndexOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--word-index",
+        help="Studies on Keras' IMDB file: its word index (imdb_word_index.json), so that the "
+        "saved model reads text. Default: the one beside the data file, else Keras' cached copy.",
+        show_default=False,
+    ),
+]
+
+
 @app.command()
 def retrain(
     study: StudyArg,
@@ -849,11 +860,15 @@ def retrain(
         int | None,
         typer.Option(help="Train on a stratified slice of N training examples (default: all)."),
     ] = None,
+    word_index: WordIndexOpt = None,
     storage: StorageOpt = None,
     fmt: FormatOpt = Format.table,
     debug: DebugOpt = False,
 ) -> None:
-    """Train a trial's configuration on the full training set, test it, save the model."""
+    """Train a trial's configuration on the full training set, test it, save the model.
+
+    The saved model takes raw input (text, or raw numeric sequences; see `rnnsearch predict`).
+    """
 
     def body() -> None:
         from search.errors import UsageError
@@ -869,7 +884,9 @@ def retrain(
             raise UsageError(f"--trial {trial}: expected a trial number, 0 or more")
         # Reads the study, then records the test metrics: opened writable, never created.
         db = StudyDatabase(storage, create=False, read_only=False)
-        res = do_retrain(db, study, trial=trial, epochs=epochs, save=save, limit=limit)
+        res = do_retrain(
+            db, study, trial=trial, epochs=epochs, save=save, limit=limit, word_index=word_index
+        )
         if fmt is Format.json:
             _echo(to_json(res.to_dict()))
             return
@@ -878,7 +895,7 @@ def retrain(
             f"epochs in {res.seconds:.1f} s; test_accuracy {res.test_accuracy:.4f}, "
             f"test_loss {res.test_loss:.4f} on {res.test_examples} test examples"
         )
-        _echo(f"saved: {res.saved}")
+        _echo(f"saved: {res.saved} (input: {res.input}; classes: {', '.join(res.classes or [])})")
 
     guarded(body, debug)
 
@@ -959,6 +976,168 @@ def export(
         typer.echo(f"exported study {study} to {out}", err=True)
 
     guarded(body, debug)
+
+
+@app.command("model")
+def model_command(
+    study: StudyArg,
+    save: Annotated[
+        str,
+        typer.Option("--save", help="Model file to write (.keras).", show_default=False),
+    ],
+    trial: Annotated[
+        int | None, typer.Option("--trial", "-t", help="Trial number (default: the best).")
+    ] = None,
+    word_index: WordIndexOpt = None,
+    storage: StorageOpt = None,
+    fmt: FormatOpt = Format.table,
+    debug: DebugOpt = False,
+) -> None:
+    """Save a trial's own trained model (its best epoch's kept checkpoint; no retraining),
+    taking raw input like `retrain --save`."""
+
+    def body() -> None:
+        from search.errors import UsageError
+        from search.output import to_json
+        from search.trial_model import save_trial_model
+
+        _check_study(study)
+        if trial is not None and trial < 0:
+            raise UsageError(f"--trial {trial}: expected a trial number, 0 or more")
+        db = _open_for_reading(storage)
+        res = save_trial_model(db, study, trial=trial, save=save, word_index=word_index)
+        if fmt is Format.json:
+            _echo(to_json(res.to_dict()))
+            return
+        _echo(
+            f"trial {res.trial}, epoch {res.epoch}: val_accuracy {res.val_accuracy:.4f} "
+            f"(recorded {res.recorded_val_accuracy:.4f}) on {res.validation_examples} validation "
+            f"examples; the saved model, each example alone: {res.saved_val_accuracy:.4f}"
+        )
+        _echo(f"saved: {res.saved} (input: {res.input}; classes: {', '.join(res.classes)})")
+
+    guarded(body, debug)
+
+
+@app.command()
+def predict(
+    model: Annotated[str, typer.Argument(help="Model file saved by retrain or model (.keras).")],
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="Examples: any file or folder `run` reads (labels optional in text tables)."
+        ),
+    ] = None,
+    text: Annotated[
+        list[str] | None, typer.Option("--text", help="A text to classify (repeatable).")
+    ] = None,
+    text_col: Annotated[
+        str, typer.Option("--text-col", help="Text column of a CSV/JSONL file.")
+    ] = "text",
+    label_col: Annotated[
+        str, typer.Option("--label-col", help="Label column, if the file has one.")
+    ] = "label",
+    split_col: Annotated[
+        str | None, typer.Option("--split-col", help="Split column (default: 'split').")
+    ] = None,
+    split: Annotated[
+        str, typer.Option("--split", help="all, train or test: which examples of the file.")
+    ] = "all",
+    out: Annotated[
+        str | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+    fmt: FormatOpt = Format.table,
+    debug: DebugOpt = False,
+) -> None:
+    """Predict the class of each example: column `predicted` and every class's probability."""
+
+    def body() -> None:
+        from search.errors import UsageError
+        from search.output import csv_text, table_text, to_json
+
+        if (data is None) == (not text):
+            raise UsageError("--data or --text: give one of them (--text may repeat)")
+        _check_out_file(out)
+        from search import predict as prediction
+
+        saved = prediction.load_saved(model)
+        examples = (
+            prediction.Examples("text", list(text or []), origin="--text")
+            if data is None
+            else prediction.read_examples(
+                data, text_col=text_col, label_col=label_col, split_col=split_col, split=split
+            )
+        )
+        result = prediction.predict(saved, examples)
+        if fmt is Format.json:
+            rendered = to_json(result.records())
+        else:
+            headers, rows = result.rows()
+            if fmt is Format.csv:
+                rendered = csv_text(headers, rows)
+            else:
+                probability_columns = headers[-len(result.classes) :]
+                rendered = table_text(headers, rows, right={"index", *probability_columns})
+        _write_out(rendered, out)
+        if result.accuracy is not None and fmt is Format.table:
+            typer.echo(
+                f"accuracy {result.accuracy:.4f} on {len(examples.items)} labelled examples",
+                err=True,
+            )
+
+    guarded(body, debug)
+
+
+@app.command("export-model")
+def export_model(
+    model: Annotated[str, typer.Argument(help="Model file saved by retrain or model (.keras).")],
+    out: Annotated[str, typer.Option("--out", "-o", help="New folder for the SavedModel.")],
+    fmt: FormatOpt = Format.table,
+    debug: DebugOpt = False,
+) -> None:
+    """Export a saved model as a TensorFlow SavedModel for TF Serving (endpoint `serve`)."""
+
+    def body() -> None:
+        from search.output import to_json
+        from search.predict import export_saved_model
+
+        res = export_saved_model(model, out)
+        if fmt is Format.json:
+            _echo(to_json(res))
+            return
+        classes = ", ".join(res["classes"])
+        _echo(
+            f"exported {res['model']} to {res['out']}: endpoint serve takes {res['input']}, "
+            f"returns the probabilities of {classes} (assets.extra/classes.json); largest "
+            f"difference from the .keras model on a probe batch: {res['max_difference']:.2g}"
+        )
+
+    guarded(body, debug)
+
+
+def _check_out_file(out: str | None) -> None:
+    from search.errors import UsageError
+
+    if out is None:
+        return
+    if os.path.isdir(out):
+        raise UsageError(f"--out {out}: expected a file name, got a folder")
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise UsageError(f"--out {out}: the folder {folder} does not exist")
+
+
+def _write_out(text: str, out: str | None) -> None:
+    from search.errors import UsageError
+
+    if out is None:
+        _echo(text)
+        return
+    try:
+        with open(out, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text + "\n")
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot write: {exc.strerror or exc}") from None
 
 
 @spaces_app.command("list")

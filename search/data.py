@@ -224,6 +224,8 @@ class DataSource:
     classes: list[Any] | None = None
     #: Text data: the vocabulary fitted on the training part, index = token id.
     vocabulary: list[str] | None = None
+    #: Numeric data: the per-feature ``mean`` and ``std`` fitted on the training part.
+    standardisation: dict[str, list[float]] | None = None
     #: "hit" when the prepared arrays came from the disk cache, "written" when made here.
     cache_status: str = ""
     _cache: dict[tuple, PreparedData] = field(default_factory=dict, repr=False)
@@ -527,6 +529,7 @@ def _make_source(
         bucketing=bool(opts["bucketing"]),
         classes=list(meta["classes"]),
         vocabulary=vocabulary,
+        standardisation=meta.get("standardisation"),
         cache_status=meta.get("cache", ""),
     )
 

@@ -12,6 +12,10 @@ import keras  # noqa: E402
 
 from search.data import InputSpec  # noqa: E402
 from search.errors import TrialFailed  # noqa: E402
+from search.serving_layers import (  # noqa: E402 - registers all of rnnsearch's layers
+    MaskedGlobalAveragePooling1D,
+    MaskedGlobalMaxPooling1D,
+)
 
 
 @keras.saving.register_keras_serializable(package="rnnsearch")
@@ -152,11 +156,19 @@ def wants_jit(jit_compile: bool | None, steps: int) -> bool:
 
 
 def build_model(
-    config: dict[str, Any], spec: InputSpec, *, jit_compile: bool = False
+    config: dict[str, Any],
+    spec: InputSpec,
+    *,
+    jit_compile: bool = False,
+    mask_padding: bool = False,
 ) -> keras.Model:
     """The compiled model for one configuration (every dimension of the space resolved).
 
     ``jit_compile``: compiled training steps (XLA under TensorFlow); see :func:`wants_jit`.
+    ``mask_padding``: the same network (same weights) with every padding step masked, pooling
+    over time included (an empty sequence pools to zeros), so each row's result is the one it
+    gets alone (the saved raw-input models of :mod:`search.serving` use it for models trained
+    on batches by length).
     """
     # Variable length (bucketing): each batch is padded to its longest sequence only, so any
     # length up to maxlen comes in. Pre-padding stays unmasked as with fixed length (a sorted
@@ -168,7 +180,7 @@ def build_model(
         x = keras.layers.Embedding(
             int(spec.vocab_size),
             int(config["embedding_dim"]),
-            mask_zero=config["padding"] == "post",
+            mask_zero=mask_padding or config["padding"] == "post",
             name="embedding",
         )(inputs)
     else:
@@ -186,8 +198,12 @@ def build_model(
                 layer, merge_mode=config.get("merge_mode") or "concat", name=f"bi_{layer.name}"
             )
         x = layer(x)
-    if head == "max":
+    if head == "max" and mask_padding:
+        x = MaskedGlobalMaxPooling1D(name="max_over_time")(x)
+    elif head == "max":
         x = keras.layers.GlobalMaxPooling1D(name="max_over_time")(x)
+    elif head == "average" and mask_padding:
+        x = MaskedGlobalAveragePooling1D(name="average_over_time")(x)
     elif head == "average":
         x = keras.layers.GlobalAveragePooling1D(name="average_over_time")(x)
     if spec.num_classes == 2:

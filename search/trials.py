@@ -355,6 +355,7 @@ class _EpochReporter:
             seconds=self.seconds,
             config=order.config,
             data_fingerprint=self.prepared.fingerprint,
+            keep_epoch=self._best_epoch(),
         )
         value = metrics.get("val_accuracy")
         if order.keep_best_weights and value is not None and value > self._best:
@@ -397,6 +398,11 @@ class _EpochReporter:
             self.stopped_early = True
             return True
         return False
+
+    def _best_epoch(self) -> int | None:
+        """The first epoch with the best validation accuracy so far (the trial's value)."""
+        values = [h.get("val_accuracy", float("-inf")) for h in self.history]
+        return values.index(max(values)) + 1 if values else None
 
     def _epochs_since_best(self) -> int:
         values = [h.get("val_accuracy", float("-inf")) for h in self.history]
