@@ -112,11 +112,13 @@ def retrain(
     if epochs is None:
         epochs = int(rec.extra.get("best_epoch") or rec.config.get("epochs") or rec.epochs or 1)
 
-    from search.backend import activate, default_backend
+    from search.backend import activate, loaded_backend
     from search.data import load_source
 
-    # The study's backend unless Keras already runs another one here (models are the same).
-    activate(default_backend(stored.options.get("backend")))
+    # TensorFlow whatever backend searched the study (the weights are the same): the saved
+    # model reads raw input through TensorFlow's string ops. A process that already runs Keras
+    # on another backend is refused by check_backend below, before any training.
+    activate(loaded_backend() or "tensorflow")
     source = load_source(
         _data_location(stored.data), limit=limit, options=stored.data.get("options") or None
     )
