@@ -21,10 +21,10 @@ import sys
 from search.errors import UsageError
 
 BACKENDS = ("jax", "tensorflow")
-#: The default: TensorFlow, compiled with XLA where a trial is long enough to pay for it. JAX
-#: compiles every step of every trial, which costs more than it saves on short trials
-#: (bench/compiled_steps.py, README "Speed").
-PREFERRED_BACKEND = "tensorflow"
+#: The default: JAX measured fastest at equal accuracy on 2 CPU cores, in steady epochs and in
+#: what compiling costs a trial (bench/compiled_steps.py, docs/benchmarks.md). TensorFlow without
+#: XLA is the fallback where JAX is not installed.
+PREFERRED_BACKEND = "jax"
 
 
 def available(backend: str) -> bool:

@@ -200,8 +200,8 @@ BackendOpt = Annotated[
     BackendName | None,
     typer.Option(
         "--backend",
-        help="Keras backend that trains the models (jax needs `pip install jax`). Default: "
-        "$KERAS_BACKEND, else the study's, else tensorflow.",
+        help="Keras backend that trains the models. Default: $KERAS_BACKEND, else the "
+        "study's, else jax (fastest on CPU).",
         show_default=False,
     ),
 ]

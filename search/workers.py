@@ -68,9 +68,15 @@ def worker_environment(
         WORKER_INDEX_VAR: str(index + 1),
         WORKER_COUNT_VAR: str(workers),
     }
+    if threads == 1:
+        # JAX's CPU backend otherwise runs every worker's steps on all cores.
+        flags = os.environ.get("XLA_FLAGS", "")
+        env["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
         env["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
+        # JAX takes 75% of a GPU's memory up front unless told to grow as TensorFlow does.
+        env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
     return env
 
 

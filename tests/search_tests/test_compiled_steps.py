@@ -359,3 +359,12 @@ def test_both_engines_run_under_jax(tmp_path, imdb_npz):
             assert t.extra["backend"] == "jax" and t.extra["jit_compile"] is True
             assert t.extra["compilations"] > 0 and t.extra["compile_seconds"] > 0
         assert db.study_config(study).options["backend"] == "jax"
+
+
+def test_workers_sharing_few_cores_keep_jax_to_one_thread():
+    from search.workers import worker_environment
+
+    one = worker_environment(1, 0)
+    assert "--xla_cpu_multi_thread_eigen=false" in one["XLA_FLAGS"]
+    assert one["TF_NUM_INTRAOP_THREADS"] == "1"
+    assert "XLA_FLAGS" not in worker_environment(4, 0)

@@ -86,6 +86,8 @@ def test_each_worker_gets_its_gpu_round_robin_with_memory_growth(tmp_path: Path)
     envs = worker_environments(3, {"PATH": path})
     assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["0", "1", "0"]
     assert all(e["TF_FORCE_GPU_ALLOW_GROWTH"] == "true" for e in envs)
+    # JAX (the default backend) grows its GPU memory too instead of taking 75% up front
+    assert all(e["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false" for e in envs)
     assert [e["RNNSEARCH_WORKER_INDEX"] for e in envs] == ["1", "2", "3"]
     # The GPUs a user made visible are the ones shared out.
     envs = worker_environments(2, {"PATH": path, "CUDA_VISIBLE_DEVICES": "3,5"})
@@ -95,6 +97,7 @@ def test_each_worker_gets_its_gpu_round_robin_with_memory_growth(tmp_path: Path)
         for env in worker_environments(2, environ):
             assert env.get("CUDA_VISIBLE_DEVICES", "") == environ.get("CUDA_VISIBLE_DEVICES", "")
             assert "TF_FORCE_GPU_ALLOW_GROWTH" not in env
+            assert "XLA_PYTHON_CLIENT_PREALLOCATE" not in env
 
 
 def test_spawned_worker_processes_see_their_gpu(tmp_path: Path, monkeypatch):
