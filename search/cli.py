@@ -210,7 +210,8 @@ JitOpt = Annotated[
     typer.Option(
         "--jit/--no-jit",
         help="Compiled training steps (XLA under tensorflow; jax always compiles). Default: "
-        "the study's, else on where a trial trains 300 steps or more.",
+        "the study's, else on where a trial trains 300 steps or more (not for bidirectional "
+        "models, which XLA slows down).",
         show_default=False,
     ),
 ]

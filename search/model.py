@@ -141,18 +141,23 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
 
 #: Under TensorFlow, XLA pays once a trial trains this many steps (batches times epochs): its
 #: compilations (one per batch shape, 6-9 s in all) cost about what 300 steps of GRU-32 save
-#: (bench/compiled_steps.py, README "Speed").
+#: (bench/compiled_steps.py, docs/benchmarks.md).
 AUTO_JIT_MIN_STEPS = 300
 
 
-def wants_jit(jit_compile: bool | None, steps: int) -> bool:
+def wants_jit(jit_compile: bool | None, steps: int, bidirectional: bool = False) -> bool:
     """Whether a model trained for ``steps`` steps compiles its steps: ``jit_compile`` when
-    set, else where compiling pays; JAX always compiles (without jit it runs op by op)."""
+    set, else where compiling pays; JAX always compiles (without jit it runs op by op).
+
+    Under TensorFlow, XLA made a bidirectional GRU-64 two to four times slower per epoch than
+    TensorFlow's own graphs (bench/compiled_steps.py), so *auto* leaves bidirectional models
+    uncompiled there.
+    """
     if keras.backend.backend() == "jax":
         return True
     if jit_compile is not None:
         return bool(jit_compile)
-    return steps >= AUTO_JIT_MIN_STEPS
+    return steps >= AUTO_JIT_MIN_STEPS and not bidirectional
 
 
 def build_model(

@@ -65,11 +65,14 @@ class Observer(Protocol):
     ) -> None: ...
     def time_budget(self, budget_s: float | None, spent_s: float, workers: int) -> None:
         """The study's time budget and the training time it had used before this run."""
+
     def batch_done(self, number: int, batch: int, steps: int | None) -> None:
         """Progress within an epoch (called at most a few times a second)."""
+
     def workers_status(self, rows: list[Any], finished: int, trial_seconds: list[float]) -> None:
         """``--workers N``: what each worker process runs now (search.progress.WorkerRow), the
         study's finished trials and their durations."""
+
     def close(self) -> None: ...
 
 
@@ -278,9 +281,7 @@ def curve_attrs(history: list[dict[str, float]], seconds: list[float]) -> dict[s
     out: dict[str, Any] = {}
     for key in CURVE_METRICS:
         if any(key in h for h in history):
-            out[f"epoch_{key}"] = [
-                round(h[key], 6) if key in h else None for h in history
-            ]
+            out[f"epoch_{key}"] = [round(h[key], 6) if key in h else None for h in history]
     out["epoch_seconds"] = [round(x, 3) for x in seconds]
     return out
 
@@ -605,7 +606,7 @@ class TrialRunner:
         from search.model import set_jit_compile, wants_jit
 
         steps = -(-len(prepared.y_train) // int(order.config["batch_size"])) * order.epochs
-        jit = wants_jit(self.plan.jit_compile, steps)
+        jit = wants_jit(self.plan.jit_compile, steps, bool(order.config.get("bidirectional")))
         restored: Restored | None = None
         if order.continues is not None:
             restored = self.checkpoints.load(order.lineage, order.config, prepared.fingerprint)
