@@ -342,6 +342,24 @@ def run(
         int | None,
         typer.Option("--hyperband-iterations", help="Hyperband: iterations of its schedule (1)."),
     ] = None,
+    objectives: Annotated[
+        str | None,
+        typer.Option(
+            "--objectives",
+            help="What trials are judged on, comma-separated: val_accuracy (max), val_loss, "
+            "latency_ms, params, model_mb (min). Two or more: a multi-objective search (see "
+            "best --pareto); stored with the study. Default: val_accuracy.",
+            show_default=False,
+        ),
+    ] = None,
+    sampler: Annotated[
+        str | None,
+        typer.Option(
+            "--sampler",
+            help="Optuna sampler: tpe or nsga2 (stored with the study; default tpe).",
+            show_default=False,
+        ),
+    ] = None,
     storage: StorageOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     fmt: FormatOpt = Format.table,
@@ -372,6 +390,8 @@ def run(
             bucketing=bucketing,
             hyperband_factor=factor,
             hyperband_iterations=hyperband_iterations,
+            objectives=objectives,
+            sampler=sampler,
         ),
         quiet=quiet,
         fmt=fmt,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from search.errors import UsageError
+from search.objectives import DEFAULT_OBJECTIVES
 from spaces import Space, load_space
 from storage import StudyConfig
 
@@ -63,6 +64,16 @@ class RunRequest:
     #: Hyperband: reduction factor and iterations (None: the study's stored value or default).
     hyperband_factor: int | None = None
     hyperband_iterations: int | None = None
+    #: What trials are judged on: comma-separated names of search.objectives (None: the
+    #: study's, else val_accuracy alone); two or more make a multi-objective study.
+    objectives: str | None = None
+    #: Optuna's sampler: "tpe" or "nsga2" (None: the study's, else DEFAULT_SAMPLER).
+    sampler: str | None = None
+
+
+SAMPLERS = ("tpe", "nsga2")
+#: Chosen by bench/pareto.py (docs/multi-objective.md): the better front on IMDB in equal time.
+DEFAULT_SAMPLER = "tpe"
 
 
 @dataclass(frozen=True)
@@ -102,6 +113,13 @@ class StudyPlan:
     hyperband: HyperbandSchedule | None = None
     #: The stored study (None for a new one).
     stored: StudyConfig | None = None
+    #: What trials are judged on (search.objectives), in order; two or more: multi-objective.
+    objectives: tuple[str, ...] = ("val_accuracy",)
+    sampler: str = DEFAULT_SAMPLER
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
 
     @property
     def uid(self) -> str | None:
@@ -128,14 +146,31 @@ class StudyPlan:
                     "kt_max_trials": self.hyperband.max_trials,
                 }
             )
+        elif self.multi_objective:
+            # Optuna prunes single-objective studies only; --patience ends trials here.
+            out.update(
+                {
+                    "sampler": SAMPLER_TEXT[self.sampler],
+                    "sampler_name": self.sampler,
+                    "pruner": "none (multi-objective)",
+                }
+            )
         else:
             out.update(
                 {
-                    "sampler": "TPESampler(multivariate, group)",
+                    "sampler": SAMPLER_TEXT[self.sampler],
+                    "sampler_name": self.sampler,
                     "pruner": "MedianPruner(n_startup_trials=3, n_warmup_steps=1)",
                 }
             )
+        out["objectives"] = list(self.objectives)
         return out
+
+
+SAMPLER_TEXT = {
+    "tpe": "TPESampler(multivariate, group)",
+    "nsga2": "NSGAIISampler(population_size=10)",
+}
 
 
 def schedule_trials(max_epochs: int, factor: int, iterations: int) -> int:
@@ -171,6 +206,12 @@ def check_request(req: RunRequest) -> None:
         check_count(option, value)
     check_count("--patience", req.patience, zero_means="off")
     check_count("--keep-checkpoints", req.keep_checkpoints, zero_means="keep none")
+    if req.objectives is not None:
+        from search.objectives import parse_objectives
+
+        parse_objectives(req.objectives)
+    if req.sampler is not None and req.sampler not in SAMPLERS:
+        raise UsageError(f"--sampler {req.sampler}: expected one of {', '.join(SAMPLERS)}")
     if req.engine is not None and req.engine not in ENGINES:
         raise UsageError(f"--engine {req.engine}: expected one of {', '.join(ENGINES)}")
     if req.time_budget is not None and not (math.isfinite(req.time_budget) and req.time_budget > 0):
@@ -197,6 +238,14 @@ def _check_engine_options(req: RunRequest, engine: str) -> None:
                 f"--patience {req.patience}: not supported by --engine hyperband (Hyperband "
                 "decides each trial's epochs itself); use --engine optuna"
             )
+        if req.objectives is not None and req.objectives.strip() != "val_accuracy":
+            raise UsageError(
+                f"--objectives {req.objectives}: not supported by --engine hyperband (Keras "
+                "Tuner's Hyperband ranks trials on one objective, val_accuracy); use --engine "
+                "optuna"
+            )
+        if req.sampler is not None:
+            raise UsageError(f"--sampler {req.sampler}: applies to --engine optuna only")
         if req.hyperband_factor is not None and req.hyperband_factor < 2:
             raise UsageError(f"--factor {req.hyperband_factor}: expected an integer >= 2")
         if req.hyperband_iterations is not None and req.hyperband_iterations < 1:
@@ -263,6 +312,8 @@ def resolve_plan(
             join_only=req.join_only,
             hyperband=hb,
             stored=None,
+            objectives=_objectives(req.objectives),
+            sampler=req.sampler or DEFAULT_SAMPLER,
         )
 
     if req.engine is not None and req.engine != stored.engine:
@@ -302,6 +353,19 @@ def resolve_plan(
         raise UsageError(
             f"--checkpoint-dir {req.checkpoint_dir}: study {req.study!r} keeps its artefacts in "
             f"{checkpoint_dir or 'the default folder'} (omit --checkpoint-dir)"
+        )
+    objectives = tuple(options.get("objectives") or DEFAULT_OBJECTIVES)
+    if req.objectives is not None and _objectives(req.objectives) != objectives:
+        raise UsageError(
+            f"--objectives {req.objectives}: study {req.study!r} was started with --objectives "
+            f"{','.join(objectives)}; its trials were judged on those (omit --objectives, or "
+            "use a new --study name)"
+        )
+    sampler = options.get("sampler_name", "tpe")
+    if req.sampler is not None and req.sampler != sampler:
+        raise UsageError(
+            f"--sampler {req.sampler}: study {req.study!r} samples with {sampler} (omit "
+            "--sampler, or use a new --study name)"
         )
     stored_target = stored.target_trials or 0
     if req.resume_only:
@@ -353,7 +417,15 @@ def resolve_plan(
         join_only=req.join_only,
         hyperband=hb,
         stored=stored,
+        objectives=objectives,
+        sampler=sampler,
     )
+
+
+def _objectives(text: str | None) -> tuple[str, ...]:
+    from search.objectives import parse_objectives
+
+    return parse_objectives(text) if text is not None else DEFAULT_OBJECTIVES
 
 
 def _absolute(folder: str | None) -> str | None:
