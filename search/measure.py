@@ -79,9 +79,7 @@ def measure_model(model: Any, x_val: np.ndarray) -> ModelFigures:
     return ModelFigures(
         params=int(model.count_params()),
         model_mb=round(saved_size_mb(model), 4),
-        latency_ms=round(
-            median_latency_ms(model, batch, warmup=WARMUP, repeats=REPEATS_BATCH), 3
-        ),
+        latency_ms=round(median_latency_ms(model, batch, warmup=WARMUP, repeats=REPEATS_BATCH), 3),
         latency_single_ms=round(
             median_latency_ms(model, single, warmup=WARMUP, repeats=REPEATS_SINGLE), 3
         ),

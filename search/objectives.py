@@ -5,16 +5,16 @@ asks each objective's direction, and ``best --pareto`` / ``report`` find the non
 
 Every objective is a figure the runner records for every trial that trained (``search.trials``):
 
-========================  =========  ================================================================
-name                      direction  figure
-========================  =========  ================================================================
-``val_accuracy``          maximize   best validation accuracy over the trial's epochs
-``val_loss``              minimize   lowest validation loss over the trial's epochs
-``latency_ms``            minimize   median milliseconds to predict one batch of 256 validation
-                                     examples, on the machine that trained it (after a warm-up)
-``params``                minimize   the model's parameter count
-``model_mb``              minimize   size of the saved ``.keras`` file, in MB (10^6 bytes)
-========================  =========  ================================================================
+====================  =========  ============================================================
+name                  direction  figure
+====================  =========  ============================================================
+``val_accuracy``      maximize   best validation accuracy over the trial's epochs
+``val_loss``          minimize   lowest validation loss over the trial's epochs
+``latency_ms``        minimize   median milliseconds to predict one batch of 256 validation
+                                 examples, on the machine that trained it (after a warm-up)
+``params``            minimize   the model's parameter count
+``model_mb``          minimize   size of the saved ``.keras`` file, in MB (10^6 bytes)
+====================  =========  ============================================================
 """
 
 from __future__ import annotations
@@ -109,11 +109,7 @@ def pareto_front(points: Mapping[int, Sequence[float]], names: Sequence[str]) ->
     order), in key order. Equal vectors do not dominate each other: both stay on the front."""
     maximize = [OBJECTIVES[n].maximize for n in names]
     items = sorted(points.items())
-    return [
-        k
-        for k, p in items
-        if not any(dominates(q, p, maximize) for j, q in items if j != k)
-    ]
+    return [k for k, p in items if not any(dominates(q, p, maximize) for j, q in items if j != k)]
 
 
 def hypervolume_2d(
