@@ -19,11 +19,14 @@ name                  direction  figure
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from search.errors import UsageError
+
+if TYPE_CHECKING:
+    from storage import StudyDatabase, TrialRecord
 
 
 @dataclass(frozen=True)
@@ -135,3 +138,74 @@ def hypervolume_2d(
             area += (ref[0] - x) * (best_y - y)
             best_y = y
     return area
+
+
+def study_objectives(db: StudyDatabase, study: str) -> tuple[str, ...]:
+    """The objectives a study was run with (val_accuracy alone for single-objective ones)."""
+    config = db.study_config(study)
+    stored = (config.options.get("objectives") if config is not None else None) or ()
+    return tuple(stored) or DEFAULT_OBJECTIVES
+
+
+def pareto_trials(
+    db: StudyDatabase,
+    study: str,
+    names: Sequence[str] | None = None,
+    predicate: Callable[[Mapping[str, Any]], bool] | None = None,
+) -> tuple[tuple[str, ...], list[TrialRecord]]:
+    """The study's non-dominated complete trials in ``names`` (default: the study's own
+    objectives), best first in the first objective; and the objectives used.
+
+    Only complete trials compete (as in Optuna's ``Study.best_trials``): a pruned one stopped
+    before its configuration showed what it can do. Trials without every figure (recorded
+    before rnnsearch measured them) are left out; none with them all is a usage error.
+    """
+    used = tuple(names) if names else study_objectives(db, study)
+    complete = db.trials(study, ["complete"])
+    if predicate is not None:
+        complete = [t for t in complete if predicate(t.config or t.params)]
+    points: dict[int, list[float]] = {}
+    for t in complete:
+        figures = [trial_figure(t, n) for n in used]
+        if all(f is not None for f in figures):
+            points[t.number] = [float(f) for f in figures if f is not None]
+    if complete and not points:
+        raise UsageError(
+            f"study {study!r}: no complete trial has {', '.join(used)} recorded (trials run "
+            "before rnnsearch measured them have only their objective value)"
+        )
+    front = set(pareto_front(points, used))
+    first = OBJECTIVES[used[0]]
+    rows = [t for t in complete if t.number in front]
+    rows.sort(key=lambda t: -points[t.number][0] if first.maximize else points[t.number][0])
+    return used, rows
+
+
+def front_rows(trials: Sequence[TrialRecord], names: Sequence[str]) -> list[dict[str, Any]]:
+    """Front trials as JSON-ready rows: ``values`` in ``names`` order and each objective by
+    name. ``params`` is the parameter count (an objective name); the sampled hyperparameters
+    are under ``hyperparameters``."""
+    out = []
+    for rank, t in enumerate(trials, start=1):
+        values: list[float | int | None] = [trial_figure(t, n) for n in names]
+        # A parameter count reads as the integer it is.
+        values = [
+            int(v) if n == "params" and v is not None else v
+            for n, v in zip(names, values, strict=True)
+        ]
+        row = {"rank": rank, "number": t.number, "state": t.state, "values": values}
+        row.update(zip(names, values, strict=True))
+        row.setdefault("params", t.param_count)
+        for key in ("val_accuracy", "val_loss", "latency_ms", "latency_single_ms", "model_mb"):
+            row.setdefault(key, getattr(t, key))
+        row.update(
+            {
+                "epochs": t.epochs,
+                "duration_s": t.duration_s,
+                "hyperparameters": dict(t.params),
+                "config": dict(t.config),
+                "test_accuracy": t.test_accuracy,
+            }
+        )
+        out.append(row)
+    return out
