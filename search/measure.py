@@ -11,8 +11,8 @@ predict function; its time says nothing about serving):
 * ``latency_single_ms``: one validation example: the online-serving figure, dominated by
   per-call overhead for small RNNs.
 
-Cost per trial (2-core shared machine): one ``.keras`` save (0.1-0.5 s) and
-``WARMUP`` + ``REPEATS_*`` calls of each size; see docs/multi-objective.md for measured figures.
+Cost per trial: one ``.keras`` save, and for each of the two sizes two warm-up calls plus timed
+calls for about MIN_SECONDS (at least MIN_REPEATS); see docs/multi-objective.md for figures.
 """
 
 from __future__ import annotations
@@ -27,11 +27,16 @@ from typing import Any
 import numpy as np
 
 BATCH = 256
-WARMUP = 1
-#: Timed calls: few for the batch (a big model's batch takes up to a second on 2 shared
-#: cores), more for the single example (milliseconds each, and noisier).
-REPEATS_BATCH = 3
-REPEATS_SINGLE = 7
+#: Untimed calls first: the first traces and compiles the predict function for the shape (the
+#: second settles what the first leaves: measured ~40% slower without it on a small model).
+WARMUP = 2
+#: Timed calls: at least MIN_REPEATS, then more until MIN_SECONDS have been spent timing (or
+#: MAX_REPEATS calls): a big model's batch (up to a second on 2 shared cores) is timed 3 times,
+#: a small model's dozens of times, so contention on a shared machine averages out where it
+#: costs little.
+MIN_REPEATS = 3
+MAX_REPEATS = 30
+MIN_SECONDS = 0.3
 
 
 @dataclass(frozen=True)
@@ -53,12 +58,14 @@ def saved_size_mb(model: Any) -> float:
         return os.path.getsize(path) / 1e6
 
 
-def median_latency_ms(model: Any, x: np.ndarray, *, warmup: int, repeats: int) -> float:
-    """Median milliseconds of ``model.predict_on_batch(x)`` after ``warmup`` untimed calls."""
-    for _ in range(warmup):
+def median_latency_ms(model: Any, x: np.ndarray) -> float:
+    """Median milliseconds of ``model.predict_on_batch(x)`` after ``WARMUP`` untimed calls."""
+    for _ in range(WARMUP):
         model.predict_on_batch(x)
-    times = []
-    for _ in range(repeats):
+    times: list[float] = []
+    while len(times) < MIN_REPEATS or (
+        sum(times) < MIN_SECONDS * 1000.0 and len(times) < MAX_REPEATS
+    ):
         started = time.perf_counter()
         model.predict_on_batch(x)
         times.append((time.perf_counter() - started) * 1000.0)
@@ -79,8 +86,6 @@ def measure_model(model: Any, x_val: np.ndarray) -> ModelFigures:
     return ModelFigures(
         params=int(model.count_params()),
         model_mb=round(saved_size_mb(model), 4),
-        latency_ms=round(median_latency_ms(model, batch, warmup=WARMUP, repeats=REPEATS_BATCH), 3),
-        latency_single_ms=round(
-            median_latency_ms(model, single, warmup=WARMUP, repeats=REPEATS_SINGLE), 3
-        ),
+        latency_ms=round(median_latency_ms(model, batch), 3),
+        latency_single_ms=round(median_latency_ms(model, single), 3),
     )
