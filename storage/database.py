@@ -922,6 +922,8 @@ class StudyDatabase:
                 .where(
                     _o_trials.c.study_id == study_id,
                     cast(_o_trials.c.state, String) == "COMPLETE",
+                    # A multi-objective study's best value is its first objective's.
+                    _o_values.c.objective == 0,
                 )
             ).scalar()
 
