@@ -1,7 +1,7 @@
 """Multi-objective search: per-trial figures, the Pareto front, and what is refused.
 
 The front of a hand-built study (trials with known figures in a real study database) must be
-exactly its non-dominated set; a real 6-trial multi-objective run on a 300-review slice records
+exactly its non-dominated set; a real 6-trial multi-objective run on a 200-review slice records
 every figure, tells Optuna both values and lists its front; latency is positive and repeatable.
 """
 
@@ -215,7 +215,7 @@ def mo_run(tmp_path_factory, imdb_npz: Path):
     result = invoke(
         "run", "--study", "mo", "--space", str(space), "--trials", "6",
         "--objectives", "val_accuracy,latency_ms", "--patience", "1",
-        "--data", str(imdb_npz), "--limit", "300", "--max-epochs", "2", "--seed", "3",
+        "--data", str(imdb_npz), "--limit", "200", "--max-epochs", "2", "--seed", "3",
         "--storage", url, "--quiet", "--format", "json",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -286,6 +286,7 @@ def test_run_front_is_the_non_dominated_set_and_report_draws_it(mo_run):
     assert "Pareto front" in page and "id='front'" in page
 
 
+@pytest.mark.slow  # retrain tests on the whole IMDB test set (25,000 reviews)
 def test_retrain_works_for_a_trial_of_the_front(mo_run):
     url = mo_run["url"]
     rows = json.loads(invoke("best", "mo", "--pareto", "--storage", url, "-f", "json").stdout)
