@@ -72,7 +72,9 @@ class RunRequest:
 
 
 SAMPLERS = ("tpe", "nsga2")
-#: Chosen by bench/pareto.py (docs/multi-objective.md): the better front on IMDB in equal time.
+#: TPE: it models the objectives after a few start-up trials and handles conditional
+#: dimensions; bench/pareto.py's short contended runs did not separate it from NSGA-II
+#: (docs/multi-objective.md).
 DEFAULT_SAMPLER = "tpe"
 
 

@@ -72,8 +72,8 @@ def make_sampler(
     seed: int | None, n_startup_trials: int = 5, kind: str = "tpe"
 ) -> optuna.samplers.BaseSampler:
     if kind == "nsga2":
-        # Optuna's default population (50) is a whole 20-minute budget of random trials on
-        # IMDB; 10 lets the genetic search start within it.
+        # Optuna's default population (50) is more than a whole 20-minute budget of random
+        # trials on IMDB; 10 lets the genetic search start within it.
         return optuna.samplers.NSGAIISampler(population_size=10, seed=seed)
     # group=True lets multivariate TPE model conditional dimensions (merge_mode, activation);
     # the same sampler handles several objectives (Optuna's MOTPE).
