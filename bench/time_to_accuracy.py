@@ -166,7 +166,9 @@ def epoch_curve(db_path: Path, started: float) -> list[dict]:
     return curve
 
 
-def run_rnnsearch(budget: float, limit: int, tmp: str, before: bool = False) -> dict:
+def run_rnnsearch(
+    budget: float, limit: int, tmp: str, before: bool = False, extra_args: tuple[str, ...] = ()
+) -> dict:
     url = f"sqlite:///{tmp}/tta{'-before' if before else ''}.db"
     space = before_space(tmp) if before else "default"
     args = [
@@ -195,6 +197,7 @@ def run_rnnsearch(budget: float, limit: int, tmp: str, before: bool = False) -> 
         args += ["--patience", "1"]
     if limit:
         args += ["--limit", str(limit)]
+    args += list(extra_args)
     started = time.time()
     # A shell's background job ignores SIGINT and children inherit that; rnnsearch must hear it.
     proc = subprocess.Popen(
@@ -222,8 +225,11 @@ def run_rnnsearch(budget: float, limit: int, tmp: str, before: bool = False) -> 
     curve = epoch_curve(Path(url.removeprefix("sqlite:///")), started)
     db = StudyDatabase(url, create=False)
     top = db.best("tta", top=1)
+    states = [t.state for t in db.trials("tta")]
     db.dispose()
     return {
+        "finished_trials": sum(s in ("complete", "pruned") for s in states),
+        "states": {s: states.count(s) for s in sorted(set(states))},
         "curve": curve,
         "best_config": top[0].config if top else None,
         "best_epochs": top[0].extra.get("best_epoch") if top else None,
@@ -312,12 +318,17 @@ def main() -> None:
         '0.001, "epochs": 1}\', instead of the one the plain search finds (with --skip-plain: '
         "an earlier run's winner, from its JSON)",
     )
+    parser.add_argument(
+        "--rnnsearch-args",
+        default="",
+        help="more options for `rnnsearch run`, e.g. '--backend jax' or '--no-jit'",
+    )
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     budget = args.budget or (60.0 if args.quick else 1200.0)
     limit = 2000 if args.quick else 0
     with tempfile.TemporaryDirectory() as tmp:
-        ours = run_rnnsearch(budget, limit, tmp)
+        ours = run_rnnsearch(budget, limit, tmp, extra_args=tuple(args.rnnsearch_args.split()))
         plain = (
             {"curve": [], "best_config": None, "best_epochs": None, "skipped": True}
             if args.skip_plain
@@ -327,7 +338,11 @@ def main() -> None:
     if args.plain_config:
         plain["best_config"] = {k: v for k, v in args.plain_config.items() if k != "epochs"}
         plain["best_epochs"] = args.plain_config.get("epochs", plain.get("best_epochs"))
-    plain["test"] = retrain_plain(plain["best_config"], limit, plain.get("best_epochs") or 1)
+    plain["test"] = (
+        retrain_plain(plain["best_config"], limit, plain.get("best_epochs") or 1)
+        if plain["best_config"]
+        else None
+    )
     results = [("rnnsearch", ours), ("plain-keras-tuner", plain)]
     if old is not None:
         results.append(("rnnsearch-before", old))
@@ -337,13 +352,25 @@ def main() -> None:
         rows.append(
             [
                 name,
+                res.get("finished_trials", "-"),
                 curve[-1]["best_val_accuracy"] if curve else None,
                 time_to(curve, args.threshold),
                 (res["test"] or {}).get("test_accuracy"),
             ]
         )
     print(f"budget {budget:.0f} s per search; threshold {args.threshold}")
-    print(table(["search", "best_val_acc", f"t_to_{args.threshold}_s", "test_acc_retrained"], rows))
+    print(
+        table(
+            [
+                "search",
+                "finished_trials",
+                "best_val_acc",
+                f"t_to_{args.threshold}_s",
+                "test_acc_retrained",
+            ],
+            rows,
+        )
+    )
     path = write_result(
         "time_to_accuracy-quick" if args.quick else "time_to_accuracy",
         {

@@ -177,10 +177,13 @@ class CheckpointStore:
         seconds: list[float],
         config: dict[str, Any],
         data_fingerprint: str,
+        keep_epoch: int | None = None,
     ) -> None:
         """Write epoch ``epoch``'s checkpoint into a temporary folder, then rename it into place.
 
         A folder rename is atomic, so a kill -9 leaves the previous epoch's folder or this one.
+        Older epochs' folders are removed, except ``keep_epoch``'s (the lineage's best epoch so
+        far: ``rnnsearch model`` restores the weights a trial's value was measured on).
         """
         folder = self._folder(lineage)
         tmp = folder / f".epoch-{epoch:04d}.tmp"
@@ -205,8 +208,9 @@ class CheckpointStore:
         final = folder / f"epoch-{epoch:04d}"
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
+        keep = folder / f"epoch-{keep_epoch:04d}" if keep_epoch is not None else None
         for old in folder.glob("epoch-*"):
-            if old != final:
+            if old not in (final, keep):
                 shutil.rmtree(old, ignore_errors=True)
 
     def save_best_weights(self, lineage: int, model: Any) -> None:
@@ -230,13 +234,21 @@ class CheckpointStore:
                 continue
         return max(epochs) if epochs else None
 
-    def load(self, lineage: int, config: dict[str, Any], data_fingerprint: str) -> Restored | None:
-        """The lineage's newest checkpoint if it is this study's, this lineage's, and its model
-        is the one ``config`` builds on this data; else None (the trial starts over)."""
+    def load(
+        self,
+        lineage: int,
+        config: dict[str, Any],
+        data_fingerprint: str,
+        epoch: int | None = None,
+    ) -> Restored | None:
+        """The lineage's newest checkpoint (or epoch ``epoch``'s) if it is this study's, this
+        lineage's, and its model is the one ``config`` builds on this data; else None (the
+        trial starts over)."""
         import keras
 
-        epoch = self.latest_epoch(lineage)
         if epoch is None:
+            epoch = self.latest_epoch(lineage)
+        if epoch is None or not (self.lineage_dir(lineage) / f"epoch-{epoch:04d}").is_dir():
             return None
         folder = self.lineage_dir(lineage) / f"epoch-{epoch:04d}"
         try:

@@ -127,12 +127,56 @@ app = typer.Typer(
     name="rnnsearch",
     help="Hyperparameter search for recurrent neural networks, every trial in a study database.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    # Click's plain help wraps to the terminal (COLUMNS=80 included) and never cuts an option's
+    # name; Rich's boxed panels squeezed each help text to a few characters there.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-spaces_app = typer.Typer(help="List, show and validate search spaces.", no_args_is_help=True)
+spaces_app = typer.Typer(
+    help="List, show and validate search spaces.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(spaces_app, name="spaces")
+
+
+def version_text() -> str:
+    """``rnnsearch X.Y.Z``: the installed distribution's version (written once, in
+    pyproject.toml)."""
+    from search import __version__
+
+    return f"rnnsearch {__version__}"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(version_text())
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_show_version,
+            is_eager=True,
+            help="Show rnnsearch's version and exit.",
+        ),
+    ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help="Show tracebacks of errors (every command; the same as RNNSEARCH_DEBUG=1).",
+        ),
+    ] = False,
+) -> None:
+    """Hyperparameter search for recurrent neural networks, every trial in a study database."""
+    if debug:
+        os.environ["RNNSEARCH_DEBUG"] = "1"
 
 
 class Format(str, Enum):
@@ -146,7 +190,30 @@ class EngineName(str, Enum):
     hyperband = "hyperband"
 
 
+class BackendName(str, Enum):
+    jax = "jax"
+    tensorflow = "tensorflow"
+
+
 # Options shared by several commands, defined once.
+BackendOpt = Annotated[
+    BackendName | None,
+    typer.Option(
+        "--backend",
+        help="Keras backend that trains the models. Default: $KERAS_BACKEND, else the "
+        "study's, else jax (fastest on CPU).",
+        show_default=False,
+    ),
+]
+JitOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--jit/--no-jit",
+        help="Compiled training steps (XLA under tensorflow; jax always compiles). Default: "
+        "the study's, else on where a trial trains 300 steps or more.",
+        show_default=False,
+    ),
+]
 StorageOpt = Annotated[
     str | None,
     typer.Option(
@@ -165,6 +232,37 @@ WhereOpt = Annotated[
         "--where",
         help='Only trials whose parameters match, e.g. "cell=lstm and bidirectional=true"; '
         "=, !=, <, <=, >, >=, in (a, b), and, or, not, parentheses.",
+        show_default=False,
+    ),
+]
+
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Show no progress (the same as --progress off).")
+]
+
+
+class ProgressMode(str, Enum):
+    auto = "auto"
+    bar = "bar"
+    log = "log"
+    off = "off"
+
+
+ProgressOpt = Annotated[
+    ProgressMode,
+    typer.Option(
+        "--progress",
+        help="How progress shows on stderr: bar (a live display), log (one flushed line per "
+        "epoch and per trial), off; auto: bar in a terminal, log elsewhere (nohup, CI).",
+    ),
+]
+TensorBoardOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tensorboard",
+        help="Write TensorBoard logs of each trial to DIR/<study>/trial-NNNN "
+        "(tensorboard --logdir DIR).",
+        metavar="DIR",
         show_default=False,
     ),
 ]
@@ -280,7 +378,8 @@ def run(
         bool | None,
         typer.Option(
             "--bucketing/--no-bucketing",
-            help="Batch sequences by length, padded to each batch's longest (default on).",
+            help="Batch sequences by length, each batch padded to one of at most 8 widths "
+            "taken from the data's lengths (default on).",
         ),
     ] = None,
     limit: Annotated[
@@ -360,8 +459,12 @@ def run(
             show_default=False,
         ),
     ] = None,
+    backend: BackendOpt = None,
+    jit: JitOpt = None,
+    tensorboard: TensorBoardOpt = None,
     storage: StorageOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    quiet: QuietOpt = False,
+    progress: ProgressOpt = ProgressMode.auto,
     fmt: FormatOpt = Format.table,
     debug: DebugOpt = False,
 ) -> None:
@@ -392,8 +495,11 @@ def run(
             hyperband_iterations=hyperband_iterations,
             objectives=objectives,
             sampler=sampler,
+            backend=backend.value if backend else None,
+            jit_compile=jit,
+            tensorboard=tensorboard,
         ),
-        quiet=quiet,
+        progress=ProgressMode.off if quiet else progress,
         fmt=fmt,
         debug=debug,
         resume_only=False,
@@ -403,8 +509,10 @@ def run(
 @app.command()
 def worker(
     study: StudyArg,
+    tensorboard: TensorBoardOpt = None,
     storage: StorageOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    quiet: QuietOpt = False,
+    progress: ProgressOpt = ProgressMode.auto,
     fmt: FormatOpt = Format.table,
     debug: DebugOpt = False,
 ) -> None:
@@ -414,8 +522,8 @@ def worker(
     target is reached, and stops. Run it on several machines against one PostgreSQL URL.
     """
     _run_command(
-        dict(study=study, storage=storage, join_only=True),
-        quiet=quiet,
+        dict(study=study, storage=storage, join_only=True, tensorboard=tensorboard),
+        progress=ProgressMode.off if quiet else progress,
         fmt=fmt,
         debug=debug,
         resume_only=True,
@@ -429,8 +537,12 @@ def resume(
         int | None, typer.Option(help="Total finished trials the study should reach.")
     ] = None,
     add: Annotated[int | None, typer.Option(help="Add this many trials to the target.")] = None,
+    backend: BackendOpt = None,
+    jit: JitOpt = None,
+    tensorboard: TensorBoardOpt = None,
     storage: StorageOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    quiet: QuietOpt = False,
+    progress: ProgressOpt = ProgressMode.auto,
     fmt: FormatOpt = Format.table,
     debug: DebugOpt = False,
 ) -> None:
@@ -438,8 +550,16 @@ def resume(
     if trials is not None and add is not None:
         _fail("--trials and --add: give one of them, not both", EXIT_USAGE)
     _run_command(
-        dict(study=study, trials=trials, add=add, storage=storage),
-        quiet=quiet,
+        dict(
+            study=study,
+            trials=trials,
+            add=add,
+            storage=storage,
+            tensorboard=tensorboard,
+            backend=backend.value if backend else None,
+            jit_compile=jit,
+        ),
+        progress=ProgressMode.off if quiet else progress,
         fmt=fmt,
         debug=debug,
         resume_only=True,
@@ -471,19 +591,30 @@ def _check_study(study: str) -> None:
 
 
 def _run_command(
-    args: dict[str, Any], *, quiet: bool, fmt: Format, debug: bool, resume_only: bool
+    args: dict[str, Any],
+    *,
+    progress: ProgressMode,
+    fmt: Format,
+    debug: bool,
+    resume_only: bool,
 ) -> None:
     def body() -> None:
         _check_run_args(args, resume_only=resume_only)
         from search.objectives import front_rows, trial_figure
         from search.output import to_json, trial_dict
-        from search.progress import RichObserver
+        from search.progress import make_observer
         from search.service import RunRequest, run_search
 
         request = RunRequest(**args, resume_only=resume_only)
-        observer = RichObserver(enabled=not quiet)
+        observer = make_observer(progress.value)
+        mode = type(observer).__name__
+        shown = "log" if mode == "LogObserver" else "bar" if mode == "RichObserver" else "off"
         try:
-            summary = run_search(request, observer)
+            summary = run_search(request, observer, hard_abort=True, progress=shown)
+        except KeyboardInterrupt:
+            observer.close()
+            _interrupted(request)
+            raise
         finally:
             observer.close()
         if fmt is Format.json:
@@ -536,6 +667,49 @@ def _run_command(
         _echo(f"storage: {summary.storage}")
 
     guarded(body, debug)
+
+
+def _interrupted(request: Any) -> None:
+    """After Ctrl-C: what finished, the best so far and the command that continues (stderr)."""
+    import shlex
+
+    from search.output import params_text
+    from search.progress import WORKER_INDEX_VAR
+    from storage import FINISHED_STATES, StudyDatabase
+
+    if os.environ.get(WORKER_INDEX_VAR):  # a worker of `run --workers N`: its parent says it
+        return
+    try:
+        db = StudyDatabase(request.storage, create=False)
+    except Exception:  # noqa: BLE001 - nothing was created yet: nothing to say
+        return
+    try:
+        config = db.study_config(request.study)
+        if config is None:
+            return
+        counts = db.state_counts(request.study)
+        finished = sum(counts.get(s, 0) for s in FINISHED_STATES)
+        shown = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()) if n)
+        typer.echo(
+            f"rnnsearch: study {request.study}: {finished}/{config.target_trials} trials "
+            f"finished ({shown or 'none yet'})",
+            err=True,
+        )
+        best = db.best(request.study, top=1)
+        if best:
+            typer.echo(
+                f"rnnsearch: best so far: trial {best[0].number}, val_accuracy "
+                f"{best[0].value:.4f}, {params_text(best[0].params)}",
+                err=True,
+            )
+        command = ["rnnsearch", "resume", request.study]
+        if request.storage is not None:
+            command += ["--storage", db.display_url]
+        typer.echo(f"rnnsearch: continue with: {shlex.join(command)}", err=True)
+    except Exception:  # noqa: BLE001 - a summary must never hide the interruption itself
+        return
+    finally:
+        db.dispose()
 
 
 @app.command()
@@ -598,6 +772,18 @@ def best(
             return
         rows = db.best(study, top=top or 1, predicate=keep)
         _echo(render_trials(rows, fmt.value, ranked=True, with_test=with_test))
+        if not rows:
+            counts = db.state_counts(study)
+            shown = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()) if n) or "no trials"
+            if where is not None:
+                typer.echo(f"rnnsearch: no finished trial of {study} matches --where", err=True)
+                return
+            typer.echo(
+                f"rnnsearch: study {study} has no finished trial yet ({shown}); "
+                f"`rnnsearch trials {study}` lists them",
+                err=True,
+            )
+            raise typer.Exit(EXIT_FAILURE)
 
     guarded(body, debug)
 
@@ -628,7 +814,7 @@ def trials(
             if s not in TRIAL_STATES:
                 raise UsageError(f"--state {s!r}: expected one of {', '.join(TRIAL_STATES)}")
         db = _open_for_reading(storage)
-        rows = db.trials(study, state or None)
+        rows = _as_far_as_known(db, db.trials(study, state or None))
         if where is not None:
             from storage.filters import where_filter
 
@@ -637,6 +823,25 @@ def trials(
         _echo(render_trials(rows, fmt.value))
 
     guarded(body, debug)
+
+
+def _as_far_as_known(db: Any, rows: list[Any]) -> list[Any]:
+    """A running trial's value so far (its best recorded epoch), and a waiting trial's queued
+    parameters (Optuna holds them until the trial starts), instead of blanks."""
+    import dataclasses
+
+    out = []
+    for t in rows:
+        if t.state == "running" and t.value is None:
+            scored = [e.val_accuracy for e in db.epochs(t.trial_id) if e.val_accuracy is not None]
+            if scored:
+                t = dataclasses.replace(t, value=max(scored))
+        elif t.state == "waiting" and not t.params:
+            fixed = db.optuna_storage.get_trial(t.trial_id).system_attrs.get("fixed_params")
+            if fixed:
+                t = dataclasses.replace(t, params=dict(sorted(fixed.items())))
+        out.append(t)
+    return out
 
 
 @app.command()
@@ -698,6 +903,17 @@ def report(
     guarded(body, debug)
 
 
+WordIndexOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--word-index",
+        help="Studies on Keras' IMDB file: its word index (imdb_word_index.json), so that the "
+        "saved model reads text. Default: the one beside the data file, else Keras' cached copy.",
+        show_default=False,
+    ),
+]
+
+
 @app.command()
 def retrain(
     study: StudyArg,
@@ -720,11 +936,15 @@ def retrain(
         int | None,
         typer.Option(help="Train on a stratified slice of N training examples (default: all)."),
     ] = None,
+    word_index: WordIndexOpt = None,
     storage: StorageOpt = None,
     fmt: FormatOpt = Format.table,
     debug: DebugOpt = False,
 ) -> None:
-    """Train a trial's configuration on the full training set, test it, save the model."""
+    """Train a trial's configuration on the full training set, test it, save the model.
+
+    The saved model takes raw input (text, or raw numeric sequences; see `rnnsearch predict`).
+    """
 
     def body() -> None:
         from search.errors import UsageError
@@ -740,7 +960,9 @@ def retrain(
             raise UsageError(f"--trial {trial}: expected a trial number, 0 or more")
         # Reads the study, then records the test metrics: opened writable, never created.
         db = StudyDatabase(storage, create=False, read_only=False)
-        res = do_retrain(db, study, trial=trial, epochs=epochs, save=save, limit=limit)
+        res = do_retrain(
+            db, study, trial=trial, epochs=epochs, save=save, limit=limit, word_index=word_index
+        )
         if fmt is Format.json:
             _echo(to_json(res.to_dict()))
             return
@@ -749,7 +971,7 @@ def retrain(
             f"epochs in {res.seconds:.1f} s; test_accuracy {res.test_accuracy:.4f}, "
             f"test_loss {res.test_loss:.4f} on {res.test_examples} test examples"
         )
-        _echo(f"saved: {res.saved}")
+        _echo(f"saved: {res.saved} (input: {res.input}; classes: {', '.join(res.classes or [])})")
 
     guarded(body, debug)
 
@@ -830,6 +1052,168 @@ def export(
         typer.echo(f"exported study {study} to {out}", err=True)
 
     guarded(body, debug)
+
+
+@app.command("model")
+def model_command(
+    study: StudyArg,
+    save: Annotated[
+        str,
+        typer.Option("--save", help="Model file to write (.keras).", show_default=False),
+    ],
+    trial: Annotated[
+        int | None, typer.Option("--trial", "-t", help="Trial number (default: the best).")
+    ] = None,
+    word_index: WordIndexOpt = None,
+    storage: StorageOpt = None,
+    fmt: FormatOpt = Format.table,
+    debug: DebugOpt = False,
+) -> None:
+    """Save a trial's own trained model (its best epoch's kept checkpoint; no retraining),
+    taking raw input like `retrain --save`."""
+
+    def body() -> None:
+        from search.errors import UsageError
+        from search.output import to_json
+        from search.trial_model import save_trial_model
+
+        _check_study(study)
+        if trial is not None and trial < 0:
+            raise UsageError(f"--trial {trial}: expected a trial number, 0 or more")
+        db = _open_for_reading(storage)
+        res = save_trial_model(db, study, trial=trial, save=save, word_index=word_index)
+        if fmt is Format.json:
+            _echo(to_json(res.to_dict()))
+            return
+        _echo(
+            f"trial {res.trial}, epoch {res.epoch}: val_accuracy {res.val_accuracy:.4f} "
+            f"(recorded {res.recorded_val_accuracy:.4f}) on {res.validation_examples} validation "
+            f"examples; the saved model, each example alone: {res.saved_val_accuracy:.4f}"
+        )
+        _echo(f"saved: {res.saved} (input: {res.input}; classes: {', '.join(res.classes)})")
+
+    guarded(body, debug)
+
+
+@app.command()
+def predict(
+    model: Annotated[str, typer.Argument(help="Model file saved by retrain or model (.keras).")],
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="Examples: any file or folder `run` reads (labels optional in text tables)."
+        ),
+    ] = None,
+    text: Annotated[
+        list[str] | None, typer.Option("--text", help="A text to classify (repeatable).")
+    ] = None,
+    text_col: Annotated[
+        str, typer.Option("--text-col", help="Text column of a CSV/JSONL file.")
+    ] = "text",
+    label_col: Annotated[
+        str, typer.Option("--label-col", help="Label column, if the file has one.")
+    ] = "label",
+    split_col: Annotated[
+        str | None, typer.Option("--split-col", help="Split column (default: 'split').")
+    ] = None,
+    split: Annotated[
+        str, typer.Option("--split", help="all, train or test: which examples of the file.")
+    ] = "all",
+    out: Annotated[
+        str | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+    fmt: FormatOpt = Format.table,
+    debug: DebugOpt = False,
+) -> None:
+    """Predict the class of each example: column `predicted` and every class's probability."""
+
+    def body() -> None:
+        from search.errors import UsageError
+        from search.output import csv_text, table_text, to_json
+
+        if (data is None) == (not text):
+            raise UsageError("--data or --text: give one of them (--text may repeat)")
+        _check_out_file(out)
+        from search import predict as prediction
+
+        saved = prediction.load_saved(model)
+        examples = (
+            prediction.Examples("text", list(text or []), origin="--text")
+            if data is None
+            else prediction.read_examples(
+                data, text_col=text_col, label_col=label_col, split_col=split_col, split=split
+            )
+        )
+        result = prediction.predict(saved, examples)
+        if fmt is Format.json:
+            rendered = to_json(result.records())
+        else:
+            headers, rows = result.rows()
+            if fmt is Format.csv:
+                rendered = csv_text(headers, rows)
+            else:
+                probability_columns = headers[-len(result.classes) :]
+                rendered = table_text(headers, rows, right={"index", *probability_columns})
+        _write_out(rendered, out)
+        if result.accuracy is not None and fmt is Format.table:
+            typer.echo(
+                f"accuracy {result.accuracy:.4f} on {len(examples.items)} labelled examples",
+                err=True,
+            )
+
+    guarded(body, debug)
+
+
+@app.command("export-model")
+def export_model(
+    model: Annotated[str, typer.Argument(help="Model file saved by retrain or model (.keras).")],
+    out: Annotated[str, typer.Option("--out", "-o", help="New folder for the SavedModel.")],
+    fmt: FormatOpt = Format.table,
+    debug: DebugOpt = False,
+) -> None:
+    """Export a saved model as a TensorFlow SavedModel for TF Serving (endpoint `serve`)."""
+
+    def body() -> None:
+        from search.output import to_json
+        from search.predict import export_saved_model
+
+        res = export_saved_model(model, out)
+        if fmt is Format.json:
+            _echo(to_json(res))
+            return
+        classes = ", ".join(res["classes"])
+        _echo(
+            f"exported {res['model']} to {res['out']}: endpoint serve takes {res['input']}, "
+            f"returns the probabilities of {classes} (assets.extra/classes.json); largest "
+            f"difference from the .keras model on a probe batch: {res['max_difference']:.2g}"
+        )
+
+    guarded(body, debug)
+
+
+def _check_out_file(out: str | None) -> None:
+    from search.errors import UsageError
+
+    if out is None:
+        return
+    if os.path.isdir(out):
+        raise UsageError(f"--out {out}: expected a file name, got a folder")
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise UsageError(f"--out {out}: the folder {folder} does not exist")
+
+
+def _write_out(text: str, out: str | None) -> None:
+    from search.errors import UsageError
+
+    if out is None:
+        _echo(text)
+        return
+    try:
+        with open(out, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text + "\n")
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot write: {exc.strerror or exc}") from None
 
 
 @spaces_app.command("list")

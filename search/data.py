@@ -224,6 +224,8 @@ class DataSource:
     classes: list[Any] | None = None
     #: Text data: the vocabulary fitted on the training part, index = token id.
     vocabulary: list[str] | None = None
+    #: Numeric data: the per-feature ``mean`` and ``std`` fitted on the training part.
+    standardisation: dict[str, list[float]] | None = None
     #: "hit" when the prepared arrays came from the disk cache, "written" when made here.
     cache_status: str = ""
     _cache: dict[tuple, PreparedData] = field(default_factory=dict, repr=False)
@@ -527,6 +529,7 @@ def _make_source(
         bucketing=bool(opts["bucketing"]),
         classes=list(meta["classes"]),
         vocabulary=vocabulary,
+        standardisation=meta.get("standardisation"),
         cache_status=meta.get("cache", ""),
     )
 
@@ -661,11 +664,13 @@ def _fit_vocabulary(texts: list[str], path: Path) -> Any:
     """Keras' TextVectorization fitted on the training part only (no validation, no test)."""
     from search import tfenv
 
-    tfenv.quiet_import()
+    tfenv.quiet_import(tensorflow_needed=True)
     import keras
     import tensorflow as tf
 
-    vectorizer = keras.layers.TextVectorization(output_mode="int", ragged=True)
+    # Dense output (each chunk padded with 0 to its longest text): ragged output exists under
+    # the TensorFlow backend only, and the vectoriser is used under JAX too.
+    vectorizer = keras.layers.TextVectorization(output_mode="int")
     vectorizer.adapt(
         tf.data.Dataset.from_tensor_slices(tf.constant(texts, dtype=tf.string)).batch(1024)
     )
@@ -680,9 +685,12 @@ def _tokenise(vectorizer: Any, texts: list[str], labels: np.ndarray) -> TokenSeq
     flat: list[np.ndarray] = []
     lengths: list[np.ndarray] = []
     for i in range(0, len(texts), 2048):
-        ragged = vectorizer(tf.constant(texts[i : i + 2048], dtype=tf.string))
-        flat.append(ragged.flat_values.numpy().astype(np.int32))
-        lengths.append(ragged.row_lengths().numpy().astype(np.int64))
+        dense = np.asarray(vectorizer(tf.constant(texts[i : i + 2048], dtype=tf.string)))
+        # 0 pads each row's end only (1 is out-of-vocabulary), so the row's tokens are its
+        # non-zero prefix
+        real = dense != 0
+        flat.append(dense[real].astype(np.int32))
+        lengths.append(real.sum(axis=1).astype(np.int64))
     offsets = np.zeros(len(texts) + 1, dtype=np.int64)
     if lengths:
         np.cumsum(np.concatenate(lengths), out=offsets[1:])

@@ -12,6 +12,10 @@ import keras  # noqa: E402
 
 from search.data import InputSpec  # noqa: E402
 from search.errors import TrialFailed  # noqa: E402
+from search.serving_layers import (  # noqa: E402 - registers all of rnnsearch's layers
+    MaskedGlobalAveragePooling1D,
+    MaskedGlobalMaxPooling1D,
+)
 
 
 @keras.saving.register_keras_serializable(package="rnnsearch")
@@ -135,8 +139,37 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
     raise TrialFailed(f"optimizer {name!r}: expected one of adam, rmsprop, adamax, sgd")
 
 
-def build_model(config: dict[str, Any], spec: InputSpec) -> keras.Model:
-    """The compiled model for one configuration (every dimension of the space resolved)."""
+#: Under TensorFlow, XLA pays once a trial trains this many steps (batches times epochs): its
+#: compilations (one per batch shape, 6-9 s in all) cost about what 300 steps of GRU-32 save
+#: (bench/compiled_steps.py, README "Speed").
+AUTO_JIT_MIN_STEPS = 300
+
+
+def wants_jit(jit_compile: bool | None, steps: int) -> bool:
+    """Whether a model trained for ``steps`` steps compiles its steps: ``jit_compile`` when
+    set, else where compiling pays; JAX always compiles (without jit it runs op by op)."""
+    if keras.backend.backend() == "jax":
+        return True
+    if jit_compile is not None:
+        return bool(jit_compile)
+    return steps >= AUTO_JIT_MIN_STEPS
+
+
+def build_model(
+    config: dict[str, Any],
+    spec: InputSpec,
+    *,
+    jit_compile: bool = False,
+    mask_padding: bool = False,
+) -> keras.Model:
+    """The compiled model for one configuration (every dimension of the space resolved).
+
+    ``jit_compile``: compiled training steps (XLA under TensorFlow); see :func:`wants_jit`.
+    ``mask_padding``: the same network (same weights) with every padding step masked, pooling
+    over time included (an empty sequence pools to zeros), so each row's result is the one it
+    gets alone (the saved raw-input models of :mod:`search.serving` use it for models trained
+    on batches by length).
+    """
     # Variable length (bucketing): each batch is padded to its longest sequence only, so any
     # length up to maxlen comes in. Pre-padding stays unmasked as with fixed length (a sorted
     # batch keeps few pads; a mask would double the CPU time per step); post-padding is masked.
@@ -147,7 +180,7 @@ def build_model(config: dict[str, Any], spec: InputSpec) -> keras.Model:
         x = keras.layers.Embedding(
             int(spec.vocab_size),
             int(config["embedding_dim"]),
-            mask_zero=config["padding"] == "post",
+            mask_zero=mask_padding or config["padding"] == "post",
             name="embedding",
         )(inputs)
     else:
@@ -165,8 +198,12 @@ def build_model(config: dict[str, Any], spec: InputSpec) -> keras.Model:
                 layer, merge_mode=config.get("merge_mode") or "concat", name=f"bi_{layer.name}"
             )
         x = layer(x)
-    if head == "max":
+    if head == "max" and mask_padding:
+        x = MaskedGlobalMaxPooling1D(name="max_over_time")(x)
+    elif head == "max":
         x = keras.layers.GlobalMaxPooling1D(name="max_over_time")(x)
+    elif head == "average" and mask_padding:
+        x = MaskedGlobalAveragePooling1D(name="average_over_time")(x)
     elif head == "average":
         x = keras.layers.GlobalAveragePooling1D(name="average_over_time")(x)
     if spec.num_classes == 2:
@@ -180,5 +217,15 @@ def build_model(config: dict[str, Any], spec: InputSpec) -> keras.Model:
         optimizer=make_optimizer(config["optimizer"], float(config["learning_rate"])),
         loss=loss,
         metrics=["accuracy"],
+        jit_compile=bool(jit_compile) or keras.backend.backend() == "jax",
     )
     return model
+
+
+def set_jit_compile(model: keras.Model, jit_compile: bool) -> None:
+    """Compiled steps on or off for a loaded model (a checkpoint keeps the setting it was saved
+    with; the run's setting wins)."""
+    wanted = bool(jit_compile) or keras.backend.backend() == "jax"
+    if bool(model.jit_compile) != wanted:
+        model.jit_compile = wanted
+        model.train_function = model.test_function = model.predict_function = None

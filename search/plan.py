@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from search.backend import check_backend, default_backend
 from search.errors import UsageError
 from search.objectives import DEFAULT_OBJECTIVES
 from spaces import Space, load_space
@@ -69,6 +70,11 @@ class RunRequest:
     objectives: str | None = None
     #: Optuna's sampler: "tpe" or "nsga2" (None: the study's, else DEFAULT_SAMPLER).
     sampler: str | None = None
+    #: Keras backend (``search.backend``) and compiled training steps (None: stored/default).
+    backend: str | None = None
+    jit_compile: bool | None = None
+    #: Per-trial TensorBoard logs under this folder (this run only; not stored with the study).
+    tensorboard: str | None = None
 
 
 SAMPLERS = ("tpe", "nsga2")
@@ -111,6 +117,11 @@ class StudyPlan:
     checkpoint_dir: str | None
     workers: int
     join_only: bool
+    #: The Keras backend that trains this run's models and whether training steps are compiled
+    #: (XLA under TensorFlow; JAX always compiles).
+    backend: str = "tensorflow"
+    #: None: compiled where it pays (``search.model.wants_jit``).
+    jit_compile: bool | None = None
     #: Hyperband's settings (None for the Optuna engine).
     hyperband: HyperbandSchedule | None = None
     #: The stored study (None for a new one).
@@ -122,6 +133,9 @@ class StudyPlan:
     @property
     def multi_objective(self) -> bool:
         return len(self.objectives) > 1
+
+    #: TensorBoard logs of this run's trials go to <tensorboard_dir>/<study>/trial-NNNN.
+    tensorboard_dir: str | None = None
 
     @property
     def uid(self) -> str | None:
@@ -137,6 +151,8 @@ class StudyPlan:
                 "keep_checkpoints": self.keep_checkpoints,
                 "time_budget_s": self.time_budget,
                 "checkpoint_dir": self.checkpoint_dir,
+                "backend": self.backend,
+                "jit_compile": self.jit_compile,
             }
         )
         if self.hyperband is not None:
@@ -214,8 +230,15 @@ def check_request(req: RunRequest) -> None:
         parse_objectives(req.objectives)
     if req.sampler is not None and req.sampler not in SAMPLERS:
         raise UsageError(f"--sampler {req.sampler}: expected one of {', '.join(SAMPLERS)}")
+    check_backend(req.backend)
     if req.engine is not None and req.engine not in ENGINES:
         raise UsageError(f"--engine {req.engine}: expected one of {', '.join(ENGINES)}")
+    if req.tensorboard is not None and Path(req.tensorboard).expanduser().exists():
+        if not Path(req.tensorboard).expanduser().is_dir():
+            raise UsageError(
+                f"--tensorboard {req.tensorboard}: expected a folder for TensorBoard logs, got an "
+                "existing file"
+            )
     if req.time_budget is not None and not (math.isfinite(req.time_budget) and req.time_budget > 0):
         raise UsageError(f"--time-budget {req.time_budget}: expected a finite positive duration")
 
@@ -312,10 +335,13 @@ def resolve_plan(
             checkpoint_dir=_absolute(req.checkpoint_dir),
             workers=req.workers or 1,
             join_only=req.join_only,
+            backend=req.backend or default_backend(),
+            jit_compile=req.jit_compile,
             hyperband=hb,
             stored=None,
             objectives=_objectives(req.objectives),
             sampler=req.sampler or DEFAULT_SAMPLER,
+            tensorboard_dir=_absolute(req.tensorboard),
         )
 
     if req.engine is not None and req.engine != stored.engine:
@@ -417,10 +443,15 @@ def resolve_plan(
         checkpoint_dir=checkpoint_dir,
         workers=req.workers or 1,
         join_only=req.join_only,
+        backend=req.backend or default_backend(options.get("backend")),
+        jit_compile=(
+            req.jit_compile if req.jit_compile is not None else options.get("jit_compile")
+        ),
         hyperband=hb,
         stored=stored,
         objectives=objectives,
         sampler=sampler,
+        tensorboard_dir=_absolute(req.tensorboard),
     )
 
 

@@ -2,6 +2,8 @@
 
 The only place rnnsearch touches the test set: the retrained model is evaluated on it once, and
 its test loss and accuracy are recorded against the trial, where ``best --with-test`` shows them.
+The saved model takes raw input (:mod:`search.serving`) and the test set is scored the way that
+model predicts (each example as it scores alone), so the file reproduces the recorded figures.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ class RetrainResult:
     saved: str
     param_count: int
     config: dict[str, Any]
+    #: What the saved model takes: text, token_ids or sequences (search.serving).
+    input: str = "token_ids"
+    classes: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,6 +89,7 @@ def retrain(
     save: str | Path | None = None,
     limit: int | None = None,
     verbose: int = 0,
+    word_index: str | None = None,
 ) -> RetrainResult:
     """Train the trial's configuration on all training data (or a ``limit`` slice), evaluate on
     the test set, record the test metrics and save the model as a ``.keras`` file."""
@@ -106,8 +112,13 @@ def retrain(
     if epochs is None:
         epochs = int(rec.extra.get("best_epoch") or rec.config.get("epochs") or rec.epochs or 1)
 
+    from search.backend import activate, loaded_backend
     from search.data import load_source
 
+    # TensorFlow whatever backend searched the study (the weights are the same): the saved
+    # model reads raw input through TensorFlow's string ops. A process that already runs Keras
+    # on another backend is refused by check_backend below, before any training.
+    activate(loaded_backend() or "tensorflow")
     source = load_source(
         _data_location(stored.data), limit=limit, options=stored.data.get("options") or None
     )
@@ -117,8 +128,11 @@ def retrain(
     tfenv.quiet_import()
     import keras
 
-    from search.datasets.batching import evaluation_inputs, training_inputs
-    from search.model import build_model
+    from search.datasets.batching import training_inputs
+    from search.model import build_model, wants_jit
+    from search.serving import check_backend
+
+    check_backend()  # before training: the saved model reads raw input through TensorFlow
 
     cfg = dict(rec.config)
     full = source.prepare_full(cfg)
@@ -129,7 +143,9 @@ def retrain(
     keras.backend.clear_session(free_memory=True)
     keras.utils.set_random_seed(((stored.seed or 0) + rec.number) % (2**32 - 1))
     started = time.perf_counter()
-    model = build_model(cfg, full.spec)
+    steps = -(-len(full.y_train) // batch_size) * int(epochs)
+    jit = wants_jit(stored.options.get("jit_compile"), steps)
+    model = build_model(cfg, full.spec, jit_compile=jit)
     history = model.fit(
         **training_inputs(
             full.x_train, full.y_train, full.len_train, batch_size, full.padding, bucketing
@@ -146,10 +162,18 @@ def retrain(
             f"finite) on {len(full.y_train)} examples; nothing was recorded or saved (try another "
             "--trial or fewer --epochs)"
         )
-    loss, accuracy = model.evaluate(
-        **evaluation_inputs(full.x_test, full.y_test, full.len_test, 512, full.padding, bucketing),
-        verbose=0,
+    from search import serving
+
+    words = (
+        serving.find_word_index(stored.data, word_index)
+        if source.description.get("format") == "imdb-npz"
+        else None
     )
+    served = serving.raw_input_model(model, cfg, source, word_index=words)
+    score = serving.score_prepared(
+        served, full.x_test, full.y_test, full.len_test, full.spec, full.padding
+    )
+    loss, accuracy = score.loss, score.accuracy
     if not (math.isfinite(loss) and math.isfinite(accuracy)):
         raise SearchError(
             f"retraining trial {rec.number}: the test loss is not finite ({loss}); "
@@ -157,9 +181,9 @@ def retrain(
         )
     seconds = time.perf_counter() - started
     if artefacts is not None:
-        artefacts.save_model(model, path, rec.trial_id)
+        artefacts.save_model(served, path, rec.trial_id)
     else:
-        model.save(path)
+        served.save(path)
     db.record_test_metrics(rec.trial_id, float(loss), float(accuracy))
     db.record_trial_info(
         trial_id=rec.trial_id,
@@ -176,6 +200,8 @@ def retrain(
                 "limit": limit,
                 "seconds": round(seconds, 3),
                 "saved": str(path.resolve()),
+                "input": serving.input_kind(served),
+                "scored": "each test example as it scores alone (the saved model's predictions)",
             }
         },
     )
@@ -192,4 +218,6 @@ def retrain(
         saved=str(path),
         param_count=int(model.count_params()),
         config=cfg,
+        input=serving.input_kind(served),
+        classes=serving.names_of(served),
     )

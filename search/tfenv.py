@@ -16,9 +16,16 @@ from contextlib import contextmanager
 _done = False
 
 
-def quiet_import() -> None:
+def quiet_import(*, tensorflow_needed: bool = False) -> None:
+    """Import TensorFlow quietly, before Keras does. Under the JAX backend TensorFlow is not
+    imported at all (a GPU machine with JAX may have none) unless ``tensorflow_needed``
+    (TensorFlow's own text vectoriser)."""
     global _done
+    if os.environ.get("KERAS_BACKEND") == "jax" and not tensorflow_needed:
+        return
     if _done or "tensorflow" in sys.modules:
+        if not _done:
+            _quiet_python_loggers()
         _done = True
         return
     _done = True
@@ -43,6 +50,15 @@ def quiet_import() -> None:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+    _quiet_python_loggers()
+
+
+def _quiet_python_loggers() -> None:
+    """TensorFlow's Python-side warnings (``5 out of the last 5 calls ... triggered tf.function
+    retracing``: trials of different shapes retrace by design) stay out of progress and logs."""
+    import logging
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 @contextmanager

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import keras
 
 from search.data import PreparedData
-from search.datasets.batching import fit_inputs
+from search.datasets.batching import fit_inputs, step_shapes
 from search.errors import TrialFailed
 
 METRIC_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -33,6 +33,10 @@ class FitResult:
     epochs_run: int
     history: list[dict[str, float]] = field(default_factory=list)
     stopped_early: bool = False
+    #: Compilations of training/validation steps during this fit and the seconds they took
+    #: (None where the backend does not report them: TensorFlow's XLA, see :class:`CompileMeter`).
+    compilations: int | None = None
+    compile_seconds: float | None = None
 
     @property
     def best_epoch(self) -> int | None:
@@ -70,6 +74,48 @@ class _ReportingCallback(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+_compile_events = {"count": 0, "seconds": 0.0}
+_listening = False
+
+
+def _on_jax_event(event: str, duration: float, **_: Any) -> None:
+    from jax._src.dispatch import BACKEND_COMPILE_EVENT
+
+    if event == BACKEND_COMPILE_EVENT:
+        _compile_events["count"] += 1
+        _compile_events["seconds"] += float(duration)
+
+
+class CompileMeter:
+    """Counts the compilations (and their seconds) that happen while a block runs.
+
+    JAX reports each backend compilation (``jax.monitoring``), so the count and the seconds are
+    exact. TensorFlow's XLA does not: there the count is the number of distinct batch shapes the
+    block trained and validated on (each compiles once) and the seconds stay None; the first
+    epoch's excess over the later ones (README) shows the cost.
+    """
+
+    def __init__(self) -> None:
+        self.count: int | None = None
+        self.seconds: float | None = None
+
+    def __enter__(self) -> CompileMeter:
+        global _listening
+        if keras.backend.backend() == "jax":
+            if not _listening:
+                import jax
+
+                jax.monitoring.register_event_duration_secs_listener(_on_jax_event)
+                _listening = True
+            self._start = dict(_compile_events)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if keras.backend.backend() == "jax":
+            self.count = int(_compile_events["count"] - self._start["count"])
+            self.seconds = round(float(_compile_events["seconds"] - self._start["seconds"]), 3)
+
+
 def fit(
     model: keras.Model,
     data: PreparedData,
@@ -85,15 +131,20 @@ def fit(
     epochs = int(config["epochs"])
     if initial_epoch >= epochs:
         return result
+    inputs = fit_inputs(data, int(config["batch_size"]))
     try:
-        model.fit(
-            # bucketing (search.datasets.batching): batches by length, else padded arrays
-            **fit_inputs(data, int(config["batch_size"])),
-            epochs=epochs,
-            initial_epoch=initial_epoch,
-            verbose=verbose,
-            callbacks=[*callbacks, _ReportingCallback(reporter, result)],
-        )
+        with CompileMeter() as meter:
+            model.fit(
+                # bucketing (search.datasets.batching): batches by length, else padded arrays
+                **inputs,
+                epochs=epochs,
+                initial_epoch=initial_epoch,
+                verbose=verbose,
+                callbacks=[*callbacks, _ReportingCallback(reporter, result)],
+            )
+        result.compilations, result.compile_seconds = meter.count, meter.seconds
+        if result.compilations is None and model.jit_compile:
+            result.compilations = step_shapes(data, int(config["batch_size"]))
     except TrialFailed:
         raise
     except (ValueError, MemoryError) as exc:

@@ -17,6 +17,10 @@ POSTGRES_URL = os.environ.get(
 )
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# In-process tests share one Keras, loaded with TensorFlow: tiny models train fastest there,
+# uncompiled. The JAX backend and compiled steps have their own tests (test_compiled_steps.py),
+# in subprocesses where they need another backend.
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
 @pytest.fixture(scope="session")

@@ -369,16 +369,17 @@ def test_length_batches_cover_every_row_once_and_group_by_length():
     )
 
 
-def test_length_batches_dataset_cuts_each_batch_to_its_longest_row():
+def test_length_batches_dataset_cuts_each_batch_to_its_smallest_fitting_width():
     lengths = np.array([3, 1, 5, 2, 4, 2])
     x = np.zeros((6, 8), dtype=np.int32)
     for i, n in enumerate(lengths):
         x[i, 8 - n :] = np.arange(1, n + 1)  # pre-padded
     y = np.arange(6)
-    ds = length_batches_dataset(x, y, lengths, 2, "pre", seed=None)
+    widths = (2, 4, 8)
+    ds = length_batches_dataset(x, y, lengths, 2, "pre", seed=None, widths=widths)
     seen = []
     for xb, yb in ds.as_numpy_iterator():
-        assert xb.shape[1] == lengths[yb].max()
+        assert xb.shape[1] == min(w for w in widths if w >= lengths[yb].max())
         for row, i in zip(xb, yb, strict=True):
             assert list(row[row > 0]) == list(range(1, lengths[i] + 1))
         seen.extend(yb)
@@ -386,8 +387,11 @@ def test_length_batches_dataset_cuts_each_batch_to_its_longest_row():
     post = np.zeros_like(x)
     for i, n in enumerate(lengths):
         post[i, :n] = np.arange(1, n + 1)
-    for xb, yb in length_batches_dataset(post, y, lengths, 4, "post", seed=1).as_numpy_iterator():
-        assert xb.shape[1] == lengths[yb].max() and (xb[:, 0] == 1).all()
+    batches = length_batches_dataset(post, y, lengths, 4, "post", seed=1, widths=widths)
+    for xb, yb in batches.as_numpy_iterator():
+        assert xb.shape[0] == 4  # training batches are full: the last one is filled up
+        assert xb.shape[1] == min(w for w in widths if w >= lengths[yb].max())
+        assert (xb[:, 0] == 1).all()
 
 
 MODEL_CFG = {

@@ -126,7 +126,9 @@ def test_best_where_top_and_formats(study):
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert rows and all(r["maxlen"] == "40" for r in rows)
-    assert list(rows[0])[:6] == ["rank", "trial", "state", "value", "epochs", "duration_s"]
+    assert list(rows[0])[:6] == [
+        "rank", "trial", "state", "value", "epochs_trained", "duration_s"
+    ]  # fmt: skip
     table = invoke("best", STUDY, "--where", "maxlen=40", "--storage", url)
     assert table.exit_code == 0 and "maxlen=40" in table.stdout
 
@@ -394,27 +396,25 @@ def test_retrain_saves_a_model_that_loads_and_predicts(study, tmp_path: Path, im
     import numpy as np
 
     import search.model  # noqa: F401 - registers the Jordan cell for loading
+    from search.predict import Examples, predict, read_examples
 
+    # imdb_word_index.json lies beside the shared imdb.npz: the saved model reads text
+    assert res["input"] == "text" and res["classes"] == ["0", "1"]
     model = keras.saving.load_model(path)
-    maxlen = best["config"]["maxlen"]
-    x = np.random.default_rng(0).integers(1, 1000, size=(4, maxlen)).astype("int32")
-    pred = model.predict(x, verbose=0)
-    assert pred.shape == (4, 1) and np.all((pred >= 0) & (pred <= 1))
-    assert model.count_params() == res["param_count"] == best["param_count"]
+    import tensorflow as tf
 
-    # The study trained on batches by length (the default), so the test set is scored the same
-    # way: the saved model on by-length test batches gives exactly the recorded test loss.
-    from search.data import load_source
-    from search.datasets.batching import evaluation_inputs
+    reviews = ["A wonderful film, I loved it.", "Dull, far too long.", "", "br br"]
+    pred = model.predict(tf.constant(reviews), verbose=0)
+    assert pred.shape == (4, 2) and np.allclose(pred.sum(axis=1), 1.0, atol=1e-6)
+    assert model.get_layer("classifier").count_params() == res["param_count"]
+    assert res["param_count"] == best["param_count"]
 
-    full = load_source(str(imdb_npz), options={"bucketing": True}).prepare_full(best["config"])
-    assert full.spec.variable_length and len(full.y_test) == res["test_examples"]
-    by_length = evaluation_inputs(
-        full.x_test, full.y_test, full.len_test, 512, full.padding, bucketing=True
-    )
-    loss, accuracy = model.evaluate(**by_length, verbose=0)
-    assert loss == pytest.approx(res["test_loss"], rel=1e-5)
-    assert accuracy == pytest.approx(res["test_accuracy"], abs=1e-6)
+    # The file's network on the file's word ids (the IMDB test split): exactly the recorded
+    # test accuracy, each review scored as it is alone.
+    test = read_examples(str(imdb_npz), split="test")
+    assert len(test.items) == res["test_examples"]
+    scored = predict(model, Examples("token_ids", test.items, test.labels), batch_size=512)
+    assert scored.accuracy == res["test_accuracy"]
 
     shown = ok_json("best", STUDY, "--with-test", "--format", "json", "--storage", url)[0]
     assert shown["test_accuracy"] == pytest.approx(res["test_accuracy"])
@@ -470,6 +470,7 @@ def test_help_stays_light():
     """The CLI module imports no TensorFlow, Optuna or matplotlib at import time."""
     code = (
         "import sys, search.cli, search.report, search.export, search.retrain, storage.filters;"
+        "import search.predict, search.trial_model, search.serving;"
         "heavy = [m for m in ('tensorflow', 'optuna', 'matplotlib', 'keras') if m in sys.modules];"
         "print(heavy); sys.exit(1 if heavy else 0)"
     )

@@ -1,0 +1,370 @@
+"""Compiled training steps on a bounded set of batch widths (issue 17).
+
+Bucket widths: bounded in number, every sequence fits, nothing is cut but at maxlen; the count
+of compilations a trial reports is the number of shapes it really trains on; a compiled model
+predicts what the uncompiled one does (XLA in-process, JAX in a subprocess); a study runs under
+``--backend jax`` with both engines and records its compilations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from search.cli import app
+from search.data import load_source
+from search.datasets.batching import (
+    MAX_BUCKETS,
+    LengthBatches,
+    bucket_widths,
+    fit_inputs,
+    step_shapes,
+    width_for,
+)
+from search.errors import UsageError
+from storage import StudyDatabase
+
+REPO = Path(__file__).resolve().parents[2]
+
+TINY_SPACE = """
+name = "tiny"
+[dimensions]
+cell = { choice = ["gru", "lstm"] }
+units = { low = 4, high = 8 }
+bidirectional = false
+dropout = 0.0
+learning_rate = { low = 1e-3, high = 1e-2, log = true }
+vocab_size = 2000
+maxlen = 40
+embedding_dim = 8
+batch_size = 32
+"""
+
+MODEL_CFG = {
+    "cell": "gru",
+    "units": 4,
+    "bidirectional": False,
+    "layers": 1,
+    "head": "last",
+    "dropout": 0.0,
+    "recurrent_dropout": 0.0,
+    "embedding_dim": 8,
+    "vocab_size": 2000,
+    "learning_rate": 0.005,
+    "optimizer": "adam",
+    "batch_size": 32,
+    "padding": "pre",
+    "maxlen": 120,
+    "epochs": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def imdb_lengths(imdb_npz: Path) -> np.ndarray:
+    source = load_source(str(imdb_npz), limit=2000)
+    return source.train.lengths
+
+
+@pytest.mark.parametrize("maxlen", [16, 100, 200, 400, 2000])
+def test_widths_are_few_hold_every_review_and_never_pass_maxlen(imdb_lengths, maxlen):
+    clipped = np.minimum(imdb_lengths, maxlen)
+    widths = bucket_widths(imdb_lengths, maxlen)
+    assert 1 <= len(widths) <= MAX_BUCKETS
+    assert list(widths) == sorted(set(widths))
+    assert widths[-1] >= clipped.max()  # the longest (truncated) review fits
+    assert widths[-1] <= maxlen  # no width pads beyond maxlen
+    # a width below maxlen is a multiple of 8 (vector-friendly shapes)
+    assert all(w % 8 == 0 for w in widths if w < maxlen)
+    # each review goes to the smallest width that holds it
+    for n in clipped[:200]:
+        w = width_for(int(n), widths)
+        assert w >= n and all(v < n for v in widths if v < w)
+
+
+def test_widths_of_degenerate_length_sets():
+    assert bucket_widths(np.array([7] * 50), 100) == (8,)
+    assert bucket_widths(np.array([300, 500, 900]), 256) == (256,)  # all cut at maxlen
+    assert bucket_widths(np.array([0, 0, 1]), 30) == (8,)  # empty rows still get a step
+    assert bucket_widths(np.array([], dtype=int), 30) == (30,)
+    assert len(bucket_widths(np.arange(1, 10_000), 10_000, max_buckets=3)) == 3
+
+
+def _pre_padded(lengths: np.ndarray, maxlen: int) -> np.ndarray:
+    x = np.zeros((len(lengths), maxlen), dtype=np.int32)
+    for i, n in enumerate(np.minimum(lengths, maxlen)):
+        if n:
+            x[i, maxlen - n :] = np.arange(1, n + 1)
+    return x
+
+
+@pytest.mark.parametrize("padding", ["pre", "post"])
+def test_batches_keep_every_token_and_use_only_the_widths(imdb_lengths, padding):
+    maxlen = 150
+    lengths = np.minimum(imdb_lengths[:700], maxlen)
+    x = _pre_padded(lengths, maxlen)
+    if padding == "post":
+        x = np.stack([np.roll(row, n) for row, n in zip(x, lengths, strict=True)])
+    y = np.arange(len(lengths))  # the row index: which rows each batch holds
+    widths = bucket_widths(lengths, maxlen)
+    for seed in (None, 3):
+        batches = LengthBatches(x, y, lengths, 64, padding, widths, seed)
+        seen: list[int] = []
+        for xb, yb in batches.epoch():
+            assert xb.shape[1] in widths
+            if seed is not None:
+                assert xb.shape[0] == 64  # full training batches: one batch dimension
+            # no token of any row was cut away: every row keeps all its (truncated) tokens
+            assert (np.count_nonzero(xb, axis=1) == lengths[yb]).all()
+            seen.extend(yb.tolist())
+        assert set(seen) == set(range(len(lengths)))  # every row, every epoch
+        if seed is None:
+            assert len(seen) == len(lengths)  # validation: each row exactly once
+
+
+def test_training_order_changes_between_epochs_and_follows_the_seed(imdb_lengths):
+    lengths = np.minimum(imdb_lengths[:500], 100)
+    x, y = _pre_padded(lengths, 100), np.arange(500)
+
+    def two_epochs(seed: int) -> list[list[int]]:
+        b = LengthBatches(x, y, lengths, 50, "pre", bucket_widths(lengths, 100), seed)
+        return [[int(v) for _, yb in b.epoch() for v in yb] for _ in range(2)]
+
+    first, second = two_epochs(5)
+    assert first != second
+    assert two_epochs(5) == [first, second]
+
+
+def test_counted_compilations_are_the_shapes_a_trial_trains_on(imdb_npz):
+    source = load_source(str(imdb_npz), limit=900, options={"bucketing": True})
+    prepared = source.prepare(MODEL_CFG)
+    inputs = fit_inputs(prepared, 32)
+    shapes = set()
+    for data in (inputs["x"], inputs["validation_data"]):
+        shapes |= {("t" if data is inputs["x"] else "v", tuple(xb.shape)) for xb, _ in data}
+    assert step_shapes(prepared, 32) == len(shapes)
+    widths = bucket_widths(np.concatenate([prepared.len_train, prepared.len_val]), 120)
+    # at most one shape per width for training (full batches), one more for validation's tail
+    assert len(shapes) <= 2 * len(widths) + 1
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        # every other path of the model builder: the Jordan cell, post-padding (masked),
+        # both directions, recurrent dropout, a pooling head
+        {
+            "cell": "jordan",
+            "padding": "post",
+            "bidirectional": True,
+            "recurrent_dropout": 0.1,
+            "dropout": 0.1,
+            "head": "average",
+        },
+        {"cell": "lstm", "head": "max", "optimizer": "rmsprop"},
+    ],
+    ids=["gru", "jordan-post-bi-dropout", "lstm-max"],
+)
+def test_xla_compiled_model_predicts_as_the_uncompiled_one(imdb_npz, overrides):
+    import keras
+
+    from search.model import build_model
+
+    cfg = {**MODEL_CFG, **overrides}
+    source = load_source(str(imdb_npz), limit=400, options={"bucketing": True})
+    prepared = source.prepare(cfg)
+    keras.utils.set_random_seed(1)
+    plain = build_model(cfg, prepared.spec, jit_compile=False)
+    compiled = build_model(cfg, prepared.spec, jit_compile=True)
+    compiled.set_weights(plain.get_weights())
+    assert compiled.jit_compile and not plain.jit_compile
+    widths = bucket_widths(prepared.len_val, 120)
+    batches = LengthBatches(
+        prepared.x_val, prepared.y_val, prepared.len_val, 32, cfg["padding"], widths
+    )
+    for i in range(len(batches)):
+        xb, _ = batches.batch(i)
+        a = plain.predict_on_batch(xb)
+        b = compiled.predict_on_batch(xb)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    # and one step of training moves both the same way (dropout draws differ: no comparison)
+    xb, yb = batches.batch(0)
+    la = plain.train_on_batch(xb, yb)
+    lb = compiled.train_on_batch(xb, yb)
+    if not cfg["dropout"] and not cfg["recurrent_dropout"]:
+        np.testing.assert_allclose(la, lb, rtol=1e-4, atol=1e-5)
+        for wa, wb in zip(plain.get_weights(), compiled.get_weights(), strict=True):
+            np.testing.assert_allclose(wa, wb, rtol=1e-3, atol=1e-5)
+
+
+JAX_CHILD = textwrap.dedent(
+    """
+    import json, sys
+    import keras, numpy as np
+    from search.data import load_source
+    from search.datasets.batching import LengthBatches, bucket_widths
+    from search.model import build_model
+    cfg = json.loads(sys.argv[2])
+    source = load_source(sys.argv[1], limit=300, options={"bucketing": True})
+    prepared = source.prepare(cfg)
+    keras.utils.set_random_seed(1)
+    model = build_model(cfg, prepared.spec)
+    widths = bucket_widths(prepared.len_val, cfg["maxlen"])
+    b = LengthBatches(prepared.x_val, prepared.y_val, prepared.len_val, 32, "pre", widths)
+    xs = [b.batch(i)[0] for i in range(len(b))]
+    compiled = [model.predict_on_batch(x) for x in xs]
+    model.jit_compile = False
+    model.predict_function = None
+    eager = [model.predict_on_batch(x) for x in xs]
+    print(json.dumps({"backend": keras.backend.backend(),
+                      "diff": max(float(np.abs(a - e).max()) for a, e in zip(compiled, eager))}))
+    """
+)
+
+
+def _env(backend: str) -> dict[str, str]:
+    return {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(REPO)}
+
+
+@pytest.mark.slow
+def test_jax_compiled_model_predicts_as_the_uncompiled_one(imdb_npz):
+    pytest.importorskip("jax")
+    out = subprocess.run(
+        [sys.executable, "-c", JAX_CHILD, str(imdb_npz), json.dumps(MODEL_CFG)],
+        capture_output=True,
+        text=True,
+        env=_env("jax"),
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["backend"] == "jax"
+    assert got["diff"] < 1e-5
+
+
+def test_a_trial_records_its_backend_and_compilations(tmp_path, imdb_npz):
+    space = tmp_path / "tiny.toml"
+    space.write_text(TINY_SPACE)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    common = ["--space", str(space), "--data", str(imdb_npz), "--limit", "300"]
+    common += ["--max-epochs", "1", "--seed", "2", "--storage", url, "--quiet"]
+    result = CliRunner().invoke(app, ["run", "--study", "xla", "--jit", "--trials", "1", *common])
+    assert result.exit_code == 0, result.output
+    # auto: a 1-epoch trial on 240 reviews is far too short for compiling to pay
+    result = CliRunner().invoke(app, ["run", "--study", "auto", "--trials", "1", *common])
+    assert result.exit_code == 0, result.output
+    db = StudyDatabase(url, create=False)
+    [xla] = [t for t in db.trials("xla") if t.state == "complete"]
+    [auto] = [t for t in db.trials("auto") if t.state == "complete"]
+    assert xla.extra["backend"] == "tensorflow" and xla.extra["jit_compile"] is True
+    source = load_source(str(imdb_npz), limit=300, options={"bucketing": True})
+    prepared = source.prepare({**MODEL_CFG, **xla.config})
+    assert xla.extra["compilations"] == step_shapes(prepared, 32) > 0
+    assert auto.extra["jit_compile"] is False and auto.extra["compilations"] is None
+    assert db.study_config("xla").options["jit_compile"] is True
+    assert db.study_config("auto").options["jit_compile"] is None
+    assert db.study_config("xla").options["backend"] == "tensorflow"
+
+
+def test_asking_for_another_backend_in_a_process_running_keras_is_one_line(tmp_path, imdb_npz):
+    import keras
+
+    other = "jax" if keras.backend.backend() == "tensorflow" else "tensorflow"
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--study",
+            "b",
+            "--data",
+            str(imdb_npz),
+            "--limit",
+            "200",
+            "--backend",
+            other,
+            "--storage",
+            url,
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 2
+    assert f"--backend {other}: Keras is already loaded with the" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "s.db").exists()  # a refused run creates nothing
+
+
+def test_the_backend_default_follows_the_loaded_keras_then_the_environment(monkeypatch):
+    import search.backend as backend
+
+    assert backend.default_backend("jax") == backend.loaded_backend()  # Keras is loaded here
+    monkeypatch.setattr(backend, "loaded_backend", lambda: None)
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    assert backend.default_backend("tensorflow") == "jax"
+    monkeypatch.delenv("KERAS_BACKEND")
+    assert backend.default_backend("jax") == ("jax" if backend.available("jax") else "tensorflow")
+    assert backend.default_backend(None) == backend.PREFERRED_BACKEND
+    with pytest.raises(UsageError, match="--backend theano: expected one of jax, tensorflow"):
+        backend.check_backend("theano")
+
+
+@pytest.mark.slow
+def test_both_engines_run_under_jax(tmp_path, imdb_npz):
+    pytest.importorskip("jax")
+    space = tmp_path / "tiny.toml"
+    space.write_text(TINY_SPACE)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    common = ["--space", str(space), "--data", str(imdb_npz), "--limit", "200", "--seed", "4"]
+    common += ["--storage", url, "--quiet", "--format", "json", "--backend", "jax"]
+    runs = [
+        ["run", "--study", "o", "--trials", "2", "--max-epochs", "1", *common],
+        [
+            "run",
+            "--study",
+            "h",
+            "--engine",
+            "hyperband",
+            "--trials",
+            "2",
+            "--max-epochs",
+            "2",
+            "--factor",
+            "2",
+            *common,
+        ],
+    ]
+    for args in runs:
+        out = subprocess.run(
+            [sys.executable, "-m", "search", *args],
+            capture_output=True,
+            text=True,
+            env={**_env("jax"), "KERAS_BACKEND": ""},  # --backend alone chooses
+            timeout=600,
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert json.loads(out.stdout)["finished"] >= 2
+    db = StudyDatabase(url, create=False)
+    for study in ("o", "h"):
+        done = [t for t in db.trials(study) if t.state == "complete"]
+        assert done, study
+        for t in done:
+            assert t.extra["backend"] == "jax" and t.extra["jit_compile"] is True
+            assert t.extra["compilations"] > 0 and t.extra["compile_seconds"] > 0
+        assert db.study_config(study).options["backend"] == "jax"
+
+
+def test_workers_sharing_few_cores_keep_jax_to_one_thread():
+    from search.workers import worker_environment
+
+    one = worker_environment(1, 0)
+    assert "--xla_cpu_multi_thread_eigen=false" in one["XLA_FLAGS"]
+    assert one["TF_NUM_INTRAOP_THREADS"] == "1"
+    assert "XLA_FLAGS" not in worker_environment(4, 0)
