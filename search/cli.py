@@ -442,6 +442,24 @@ def run(
         int | None,
         typer.Option("--hyperband-iterations", help="Hyperband: iterations of its schedule (1)."),
     ] = None,
+    objectives: Annotated[
+        str | None,
+        typer.Option(
+            "--objectives",
+            help="What trials are judged on, comma-separated: val_accuracy (max), val_loss, "
+            "latency_ms, params, model_mb (min). Two or more: a multi-objective search (see "
+            "best --pareto); stored with the study. Default: val_accuracy.",
+            show_default=False,
+        ),
+    ] = None,
+    sampler: Annotated[
+        str | None,
+        typer.Option(
+            "--sampler",
+            help="Optuna sampler: tpe or nsga2 (stored with the study; default tpe).",
+            show_default=False,
+        ),
+    ] = None,
     backend: BackendOpt = None,
     jit: JitOpt = None,
     tensorboard: TensorBoardOpt = None,
@@ -476,6 +494,8 @@ def run(
             bucketing=bucketing,
             hyperband_factor=factor,
             hyperband_iterations=hyperband_iterations,
+            objectives=objectives,
+            sampler=sampler,
             backend=backend.value if backend else None,
             jit_compile=jit,
             tensorboard=tensorboard,
@@ -581,6 +601,7 @@ def _run_command(
 ) -> None:
     def body() -> None:
         _check_run_args(args, resume_only=resume_only)
+        from search.objectives import front_rows, trial_figure
         from search.output import to_json, trial_dict
         from search.progress import make_observer
         from search.service import RunRequest, run_search
@@ -609,6 +630,14 @@ def _run_command(
                         "seconds": round(summary.seconds, 2),
                         "counts": summary.counts,
                         "best": trial_dict(summary.best) if summary.best else None,
+                        **(
+                            {
+                                "objectives": list(summary.objectives),
+                                "front": front_rows(summary.front, summary.objectives),
+                            }
+                            if len(summary.objectives) > 1
+                            else {}
+                        ),
                     }
                 )
             )
@@ -619,7 +648,19 @@ def _run_command(
             f"study {summary.study}: {summary.finished}/{summary.target} trials finished "
             f"({counts}); this run: {summary.ran} trials in {summary.seconds:.1f} s"
         )
-        if best is not None:
+        if len(summary.objectives) > 1:
+            from search.output import value_text
+
+            _echo(
+                f"front ({', '.join(summary.objectives)}): {len(summary.front)} non-dominated "
+                f"trials (rnnsearch best {summary.study} --pareto lists them)"
+            )
+            for t in summary.front:
+                figures = ", ".join(
+                    f"{n} {value_text(trial_figure(t, n))}" for n in summary.objectives
+                )
+                _echo(f"  trial {t.number}: {figures}")
+        elif best is not None:
             from search.output import params_text
 
             params = params_text(best.params)
@@ -675,10 +716,29 @@ def _interrupted(request: Any) -> None:
 @app.command()
 def best(
     study: StudyArg,
-    top: Annotated[int, typer.Option("--top", "-k", help="How many trials.", min=1)] = 1,
+    top: Annotated[
+        int | None, typer.Option("--top", "-k", help="How many trials (default 1).", min=1)
+    ] = None,
     with_test: Annotated[
         bool, typer.Option("--with-test", help="Show test metrics of retrained trials.")
     ] = False,
+    pareto: Annotated[
+        bool,
+        typer.Option(
+            "--pareto",
+            help="The non-dominated trials (Pareto front) in the study's objectives, or in "
+            "--objectives.",
+        ),
+    ] = False,
+    objectives: Annotated[
+        str | None,
+        typer.Option(
+            "--objectives",
+            help="With --pareto: judge the front on these (e.g. val_accuracy,params), whatever "
+            "the study was run with.",
+            show_default=False,
+        ),
+    ] = None,
     where: WhereOpt = None,
     storage: StorageOpt = None,
     fmt: FormatOpt = Format.table,
@@ -687,15 +747,31 @@ def best(
     """The best finished trials: rank, trial, value, params, epochs trained, duration."""
 
     def body() -> None:
+        from search.errors import UsageError
         from search.output import render_trials
         from search.validation import check_count
         from storage.filters import where_filter
 
         _check_study(study)
         check_count("--top", top)
+        if objectives is not None and not pareto:
+            raise UsageError(f"--objectives {objectives}: applies to best --pareto only")
+        names = None
+        if objectives is not None:
+            from search.objectives import parse_objectives
+
+            names = parse_objectives(objectives)
         db = _open_for_reading(storage)
         keep = where_filter(db, study, where) if where is not None else None
-        rows = db.best(study, top=top, predicate=keep)
+        if pareto:
+            from search.objectives import front_rows, pareto_trials
+            from search.output import render_front
+
+            used, front = pareto_trials(db, study, names, keep)
+            rows = front_rows(front[:top] if top is not None else front, used)
+            _echo(render_front(rows, used, fmt.value))
+            return
+        rows = db.best(study, top=top or 1, predicate=keep)
         _echo(render_trials(rows, fmt.value, ranked=True, with_test=with_test))
         if not rows:
             counts = db.state_counts(study)

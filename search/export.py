@@ -29,6 +29,11 @@ METRIC_COLUMNS = (
     "final_val_loss",
     "final_val_accuracy",
     "param_count",
+    # What multi-objective search judges (search.objectives): measured once a trial trained.
+    "best_val_loss",
+    "latency_ms",
+    "latency_single_ms",
+    "model_mb",
     "test_loss",
     "test_accuracy",
     "started_at",
@@ -57,6 +62,10 @@ def trial_row(t: TrialRecord, curve: Sequence[EpochRecord]) -> dict[str, Any]:
         "final_val_loss": finite(last.val_loss) if last else None,
         "final_val_accuracy": finite(last.val_accuracy) if last else None,
         "param_count": t.param_count,
+        "best_val_loss": finite(t.val_loss),
+        "latency_ms": finite(t.latency_ms),
+        "latency_single_ms": finite(t.latency_single_ms),
+        "model_mb": finite(t.model_mb),
         "test_loss": finite(t.test_loss),
         "test_accuracy": finite(t.test_accuracy),
         "started_at": t.started_at.isoformat() if t.started_at else None,
@@ -74,6 +83,8 @@ def export_records(db: StudyDatabase, study: str) -> list[dict[str, Any]]:
         curve = curves.get(t.trial_id, [])
         row = trial_row(t, curve)
         row["engine"] = t.engine
+        # Every objective value of a multi-objective trial, in the study's objective order.
+        row["values"] = [finite(v) for v in t.values] if t.values is not None else None
         row["params"] = dict(t.params)
         row["config"] = dict(t.config)
         row["extra"] = dict(t.extra)

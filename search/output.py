@@ -261,3 +261,30 @@ def render_studies(studies: Sequence[StudyRecord], fmt: str) -> str:
     if fmt == "csv":
         return csv_text(headers, rows)
     return table_text(headers, rows)
+
+
+def render_front(rows: Sequence[dict[str, Any]], names: Sequence[str], fmt: str) -> str:
+    """``best --pareto``: the rows of :func:`search.objectives.front_rows`. JSON as they are;
+    CSV and table with a column per objective (then the parameter count and, where they are not
+    objectives, latency per batch and per example), epochs and the hyperparameters."""
+    if fmt == "json":
+        return to_json(list(rows))
+    figures = [n for n in ("params", "latency_ms", "latency_single_ms") if n not in names]
+    headers = ["rank", "trial", *names, *figures, "epochs"]
+
+    def head(r: dict[str, Any]) -> list[Any]:
+        return [r["rank"], r["number"], *[r[n] for n in names], *[r[f] for f in figures]] + [
+            r["epochs"]
+        ]
+
+    if fmt == "csv":
+        hp = sorted({k for r in rows for k in r["hyperparameters"]})
+        return csv_text(
+            headers + hp, [head(r) + [r["hyperparameters"].get(k) for k in hp] for r in rows]
+        )
+    right = NUMERIC_COLUMNS | set(names) | set(figures)
+    return table_text(
+        headers + ["hyperparameters"],
+        [head(r) + [params_text(r["hyperparameters"])] for r in rows],
+        right=right,
+    )

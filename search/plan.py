@@ -16,6 +16,7 @@ from typing import Any
 
 from search.backend import check_backend, default_backend
 from search.errors import UsageError
+from search.objectives import DEFAULT_OBJECTIVES
 from spaces import Space, load_space
 from storage import StudyConfig
 
@@ -64,11 +65,23 @@ class RunRequest:
     #: Hyperband: reduction factor and iterations (None: the study's stored value or default).
     hyperband_factor: int | None = None
     hyperband_iterations: int | None = None
+    #: What trials are judged on: comma-separated names of search.objectives (None: the
+    #: study's, else val_accuracy alone); two or more make a multi-objective study.
+    objectives: str | None = None
+    #: Optuna's sampler: "tpe" or "nsga2" (None: the study's, else DEFAULT_SAMPLER).
+    sampler: str | None = None
     #: Keras backend (``search.backend``) and compiled training steps (None: stored/default).
     backend: str | None = None
     jit_compile: bool | None = None
     #: Per-trial TensorBoard logs under this folder (this run only; not stored with the study).
     tensorboard: str | None = None
+
+
+SAMPLERS = ("tpe", "nsga2")
+#: TPE: it models the objectives after a few start-up trials and handles conditional
+#: dimensions; bench/pareto.py's short contended runs did not separate it from NSGA-II
+#: (docs/multi-objective.md).
+DEFAULT_SAMPLER = "tpe"
 
 
 @dataclass(frozen=True)
@@ -113,6 +126,14 @@ class StudyPlan:
     hyperband: HyperbandSchedule | None = None
     #: The stored study (None for a new one).
     stored: StudyConfig | None = None
+    #: What trials are judged on (search.objectives), in order; two or more: multi-objective.
+    objectives: tuple[str, ...] = ("val_accuracy",)
+    sampler: str = DEFAULT_SAMPLER
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
     #: TensorBoard logs of this run's trials go to <tensorboard_dir>/<study>/trial-NNNN.
     tensorboard_dir: str | None = None
 
@@ -143,14 +164,31 @@ class StudyPlan:
                     "kt_max_trials": self.hyperband.max_trials,
                 }
             )
+        elif self.multi_objective:
+            # Optuna prunes single-objective studies only; --patience ends trials here.
+            out.update(
+                {
+                    "sampler": SAMPLER_TEXT[self.sampler],
+                    "sampler_name": self.sampler,
+                    "pruner": "none (multi-objective)",
+                }
+            )
         else:
             out.update(
                 {
-                    "sampler": "TPESampler(multivariate, group)",
+                    "sampler": SAMPLER_TEXT[self.sampler],
+                    "sampler_name": self.sampler,
                     "pruner": "MedianPruner(n_startup_trials=3, n_warmup_steps=1)",
                 }
             )
+        out["objectives"] = list(self.objectives)
         return out
+
+
+SAMPLER_TEXT = {
+    "tpe": "TPESampler(multivariate, group)",
+    "nsga2": "NSGAIISampler(population_size=10)",
+}
 
 
 def schedule_trials(max_epochs: int, factor: int, iterations: int) -> int:
@@ -186,6 +224,12 @@ def check_request(req: RunRequest) -> None:
         check_count(option, value)
     check_count("--patience", req.patience, zero_means="off")
     check_count("--keep-checkpoints", req.keep_checkpoints, zero_means="keep none")
+    if req.objectives is not None:
+        from search.objectives import parse_objectives
+
+        parse_objectives(req.objectives)
+    if req.sampler is not None and req.sampler not in SAMPLERS:
+        raise UsageError(f"--sampler {req.sampler}: expected one of {', '.join(SAMPLERS)}")
     check_backend(req.backend)
     if req.engine is not None and req.engine not in ENGINES:
         raise UsageError(f"--engine {req.engine}: expected one of {', '.join(ENGINES)}")
@@ -219,6 +263,14 @@ def _check_engine_options(req: RunRequest, engine: str) -> None:
                 f"--patience {req.patience}: not supported by --engine hyperband (Hyperband "
                 "decides each trial's epochs itself); use --engine optuna"
             )
+        if req.objectives is not None and req.objectives.strip() != "val_accuracy":
+            raise UsageError(
+                f"--objectives {req.objectives}: not supported by --engine hyperband (Keras "
+                "Tuner's Hyperband ranks trials on one objective, val_accuracy); use --engine "
+                "optuna"
+            )
+        if req.sampler is not None:
+            raise UsageError(f"--sampler {req.sampler}: applies to --engine optuna only")
         if req.hyperband_factor is not None and req.hyperband_factor < 2:
             raise UsageError(f"--factor {req.hyperband_factor}: expected an integer >= 2")
         if req.hyperband_iterations is not None and req.hyperband_iterations < 1:
@@ -287,6 +339,8 @@ def resolve_plan(
             jit_compile=req.jit_compile,
             hyperband=hb,
             stored=None,
+            objectives=_objectives(req.objectives),
+            sampler=req.sampler or DEFAULT_SAMPLER,
             tensorboard_dir=_absolute(req.tensorboard),
         )
 
@@ -327,6 +381,19 @@ def resolve_plan(
         raise UsageError(
             f"--checkpoint-dir {req.checkpoint_dir}: study {req.study!r} keeps its artefacts in "
             f"{checkpoint_dir or 'the default folder'} (omit --checkpoint-dir)"
+        )
+    objectives = tuple(options.get("objectives") or DEFAULT_OBJECTIVES)
+    if req.objectives is not None and _objectives(req.objectives) != objectives:
+        raise UsageError(
+            f"--objectives {req.objectives}: study {req.study!r} was started with --objectives "
+            f"{','.join(objectives)}; its trials were judged on those (omit --objectives, or "
+            "use a new --study name)"
+        )
+    sampler = options.get("sampler_name", "tpe")
+    if req.sampler is not None and req.sampler != sampler:
+        raise UsageError(
+            f"--sampler {req.sampler}: study {req.study!r} samples with {sampler} (omit "
+            "--sampler, or use a new --study name)"
         )
     stored_target = stored.target_trials or 0
     if req.resume_only:
@@ -382,8 +449,16 @@ def resolve_plan(
         ),
         hyperband=hb,
         stored=stored,
+        objectives=objectives,
+        sampler=sampler,
         tensorboard_dir=_absolute(req.tensorboard),
     )
+
+
+def _objectives(text: str | None) -> tuple[str, ...]:
+    from search.objectives import parse_objectives
+
+    return parse_objectives(text) if text is not None else DEFAULT_OBJECTIVES
 
 
 def _absolute(folder: str | None) -> str | None:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from search.objectives import front_rows, pareto_trials, study_objectives
 from search.output import fixed_text, params_text, table_text, to_json
 from storage import SCORED_STATES, EpochRecord, StudyDatabase, TrialRecord, TrialState
 
@@ -64,6 +65,10 @@ class Report:
     importances: dict[str, float] | None
     top_trials: list[int]
     notes: list[str] = field(default_factory=list)
+    #: The study's non-dominated trials (search.objectives.front_rows) in ``front_objectives``:
+    #: the study's objectives, or val_accuracy and latency_ms for a single-objective study.
+    front: list[dict[str, Any]] = field(default_factory=list)
+    front_objectives: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +80,8 @@ class Report:
             "importances": self.importances,
             "top_trials": self.top_trials,
             "notes": self.notes,
+            "front_objectives": list(self.front_objectives),
+            "front": self.front,
         }
 
 
@@ -231,6 +238,59 @@ def plot_comparison(groups: Sequence[GroupRow], path: Path) -> Path:
     return path
 
 
+def _count_text(n: int | None) -> str:
+    if n is None:
+        return "?"
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.0f}k" if n >= 1e3 else str(n)
+
+
+def plot_front(trials: Sequence[TrialRecord], front: Sequence[TrialRecord], path: Path) -> Path:
+    """Validation accuracy against latency (batch of 256) for every complete trial; the
+    non-dominated ones joined and labelled with their parameter counts (marker area grows
+    with the count)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    biggest = max((t.param_count or 1 for t in trials), default=1)
+
+    def size(t: TrialRecord) -> float:
+        return 20 + 280 * ((t.param_count or 0) / biggest) ** 0.5
+
+    on_front = {t.number for t in front}
+    rest = [t for t in trials if t.number not in on_front]
+    ax.scatter(
+        [t.latency_ms for t in rest],
+        [t.val_accuracy for t in rest],
+        s=[size(t) for t in rest],
+        color="#bbbbbb",
+        alpha=0.7,
+        label="other trials",
+    )
+    ordered = sorted(front, key=lambda t: t.latency_ms or 0.0)
+    xs = [t.latency_ms for t in ordered]
+    ys = [t.val_accuracy for t in ordered]
+    ax.step(xs, ys, where="post", color="#1f77b4", alpha=0.6)
+    ax.scatter(xs, ys, s=[size(t) for t in ordered], color="#1f77b4", label="Pareto front")
+    for t in ordered:
+        ax.annotate(
+            f"#{t.number} {_count_text(t.param_count)}",
+            (t.latency_ms, t.val_accuracy),
+            textcoords="offset points",
+            xytext=(6, -10),
+            fontsize=8,
+        )
+    latencies = [t.latency_ms for t in trials if t.latency_ms]
+    if latencies and max(latencies) / min(latencies) > 20:
+        ax.set_xscale("log")
+    ax.set_xlabel("latency, ms per batch of 256 (median, this machine)")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title("accuracy against latency (labels: trial, parameters)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def plot_learning_curves(
     top: Sequence[TrialRecord], epochs: dict[int, list[EpochRecord]], path: Path
 ) -> Path:
@@ -289,8 +349,11 @@ def plot_history(
     running: list[tuple[int, float]] = []
     best = None
     for t in done:
-        if t.state == TrialState.COMPLETE and t.value is not None:
-            best = t.value if best is None else max(best, t.value)
+        # The best validation accuracy, whatever the study's objectives (its value is the
+        # first objective's, which may be a latency).
+        score = trial_score(t, epochs.get(t.trial_id, [])) if t.state == "complete" else None
+        if score is not None:
+            best = score if best is None else max(best, score)
         if best is not None:
             running.append((t.number, best))
     if running:
@@ -354,7 +417,15 @@ def param_importances(
             evaluator: Any = optuna.importance.FanovaImportanceEvaluator(seed=0)
         else:
             evaluator = optuna.importance.PedAnovaImportanceEvaluator()
-        raw = optuna.importance.get_param_importances(ostudy, evaluator=evaluator)
+        if len(ostudy.directions) > 1:
+            # A multi-objective study: importances for its first objective, as a value to
+            # minimise (PED-ANOVA ranks parameters by what makes a target low).
+            sign = -1.0 if ostudy.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+            raw = optuna.importance.get_param_importances(
+                ostudy, evaluator=evaluator, target=lambda t: sign * t.values[0]
+            )
+        else:
+            raw = optuna.importance.get_param_importances(ostudy, evaluator=evaluator)
     except Exception as exc:  # noqa: BLE001 - Optuna raises several kinds on tiny studies
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return None, f"parameter importances could not be computed: {first}", method
@@ -435,6 +506,30 @@ def render_html(
         "<th>test_accuracy (retrained)</th><th>searched parameters</th></tr></thead>"
         f"<tbody>{top_rows}</tbody></table>"
     )
+    if "front" in figs:
+        names = report.front_objectives
+        extra = [n for n in ("params", "latency_ms", "model_mb") if n not in names]
+        cols = [*names, *extra]
+        front_head = "".join(f"<th>{e(c)}</th>" for c in ["trial", *cols])
+        front_body = "".join(
+            f"<tr><td>{r['number']}</td>"
+            + "".join(f"<td>{e(_fmt(r[c]))}</td>" for c in cols)
+            + f"<td style='text-align:left'>{e(params_text(r['hyperparameters']))}</td></tr>"
+            for r in report.front
+        )
+        sections.append("<h2>Accuracy and cost: the Pareto front</h2>")
+        sections.append(
+            "<p>Every complete trial's best validation accuracy against its model's latency "
+            "(median ms to predict a batch of 256 validation examples on the machine that "
+            "trained it); the blue trials are those no other trial beats in both. The table "
+            f"lists the non-dominated trials in {e(', '.join(names))}; any of them can be "
+            "retrained with <code>rnnsearch retrain STUDY --trial N</code>.</p>"
+        )
+        sections.append(_img(figs["front"], "Pareto front: accuracy against latency"))
+        sections.append(
+            f"<table id='front'><thead><tr>{front_head}<th>searched parameters</th></tr>"
+            f"</thead><tbody>{front_body}</tbody></table>"
+        )
     sections.append("<h2>Optimisation history</h2>")
     if "history" in figs:
         sections.append(_img(figs["history"], "optimisation history"))
@@ -487,6 +582,25 @@ def build_report(db: StudyDatabase, study: str, out_dir: Path, *, top: int = 5) 
         notes.append("no complete trial yet: no learning curves")
     if any(t.state in SCORED_STATES for t in trials):
         figures["history"] = plot_history(trials, epochs, out_dir / "history.png")
+    measured = [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE
+        and t.latency_ms is not None
+        and t.val_accuracy is not None
+    ]
+    front_table: list[TrialRecord] = []
+    objectives: tuple[str, ...] = study_objectives(db, study)
+    if measured:
+        drawn = {t.number for t in pareto_trials(db, study, ("val_accuracy", "latency_ms"))[1]}
+        figures["front"] = plot_front(
+            measured, [t for t in measured if t.number in drawn], out_dir / "front.png"
+        )
+        if len(objectives) == 1:
+            objectives = ("val_accuracy", "latency_ms")
+        front_table = pareto_trials(db, study, objectives)[1]
+    else:
+        notes.append("no complete trial with measured latency: no accuracy/latency front")
     importances, why, method = param_importances(db, study)
     if importances:
         figures["importances"] = plot_importances(importances, out_dir / "importances.png", method)
@@ -505,6 +619,7 @@ def build_report(db: StudyDatabase, study: str, out_dir: Path, *, top: int = 5) 
         "trials": ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none",
         "best value": best[0].value if best else None,
         "importance method": method,
+        "objectives": ", ".join(study_objectives(db, study)),
     }
     report = Report(
         study=study,
@@ -515,6 +630,8 @@ def build_report(db: StudyDatabase, study: str, out_dir: Path, *, top: int = 5) 
         importances=importances,
         top_trials=[t.number for t in best],
         notes=notes,
+        front=front_rows(front_table, objectives) if front_table else [],
+        front_objectives=objectives if front_table else (),
     )
     report.html.write_text(render_html(report, header, best), encoding="utf-8")
     (out_dir / "report.json").write_text(to_json(report.to_dict()), encoding="utf-8")

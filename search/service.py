@@ -62,6 +62,9 @@ class RunSummary:
     seconds: float
     best: TrialRecord | None
     counts: dict[str, int] = field(default_factory=dict)
+    #: A multi-objective study: its objectives and its non-dominated trials (best --pareto).
+    objectives: tuple[str, ...] = ("val_accuracy",)
+    front: list[TrialRecord] = field(default_factory=list)
 
 
 def plan_for(req: RunRequest, requested_space: Space | None) -> StudyPlan:
@@ -177,6 +180,11 @@ def run_search(
         for t in db.trials(plan.study):
             counts[t.state] = counts.get(t.state, 0) + 1
         best = db.best(plan.study, top=1)
+        front: list[TrialRecord] = []
+        if plan.multi_objective:
+            from search.objectives import pareto_trials
+
+            front = pareto_trials(db, plan.study, plan.objectives)[1]
         return RunSummary(
             study=plan.study,
             storage=db.display_url,
@@ -186,6 +194,8 @@ def run_search(
             seconds=seconds,
             best=best[0] if best else None,
             counts=counts,
+            objectives=plan.objectives,
+            front=front,
         )
     finally:
         db.dispose()

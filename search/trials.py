@@ -135,6 +135,9 @@ class TrialOutcome:
     reason: str | None = None
     #: Validation accuracy per epoch (1-based epochs at index epoch - 1; None: not measured).
     val_accuracy: tuple[float | None, ...] = ()
+    #: What the trial can be judged on (search.objectives): val_accuracy, val_loss, params,
+    #: model_mb, latency_ms, latency_single_ms; empty for a trial that did not train.
+    figures: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -558,6 +561,7 @@ class TrialRunner:
                         "compilations": result.compilations,
                         "compile_seconds": result.compile_seconds,
                     }
+                figures = self._measure(model, prepared, reporter)
         except TrialFailed as exc:
             return self._finish(order, started, TrialState.FAILED, reporter, reason=str(exc))
         except KeyboardInterrupt:
@@ -590,10 +594,38 @@ class TrialRunner:
                 reporter,
                 reason=f"pruned by the median rule after epoch {len(reporter.history)}",
                 extra=extra_done,
+                figures=figures,
             )
         if reporter.stopped_early:
             extra_done["stopped_early_at"] = len(reporter.history)
-        return self._finish(order, started, TrialState.COMPLETE, reporter, extra=extra_done)
+        return self._finish(
+            order, started, TrialState.COMPLETE, reporter, extra=extra_done, figures=figures
+        )
+
+    def _measure(
+        self, model: Any, prepared: PreparedData, reporter: _EpochReporter
+    ) -> dict[str, float]:
+        """The trial's figures (search.objectives): its best validation metrics and what its
+        model costs (parameters, saved size, latency; search.measure). Empty if it never
+        reported a validation accuracy (it fails)."""
+        from search.measure import measure_model
+
+        accuracies = [h["val_accuracy"] for h in reporter.history if "val_accuracy" in h]
+        if not accuracies:
+            return {}
+        losses = [h["val_loss"] for h in reporter.history if "val_loss" in h]
+        started = time.perf_counter()
+        try:
+            cost = measure_model(model, prepared.x_val)
+        except (ValueError, OSError) as exc:
+            raise TrialFailed(f"cannot measure the trained model: {exc}") from exc
+        figures: dict[str, float] = {
+            "val_accuracy": max(accuracies),
+            **({"val_loss": min(losses)} if losses else {}),
+            **cost.to_dict(),
+            "measure_seconds": round(time.perf_counter() - started, 3),
+        }
+        return figures
 
     def _model(
         self,
@@ -654,7 +686,10 @@ class TrialRunner:
         *,
         reason: str | None = None,
         extra: dict[str, Any] | None = None,
+        figures: dict[str, float] | None = None,
     ) -> TrialOutcome:
+        figures = dict(figures or {}) if state is not TrialState.FAILED else {}
+        measure_seconds = figures.pop("measure_seconds", None)
         values = [h.get("val_accuracy") for h in reporter.history]
         scored = [v for v in values if v is not None]
         best_epoch = values.index(max(scored)) + 1 if scored else None
@@ -665,7 +700,10 @@ class TrialRunner:
             epochs_run=len(reporter.history),
             reason=reason,
             val_accuracy=tuple(values),
+            figures=figures,
         )
+        if measure_seconds is not None:
+            extra = {**(extra or {}), "measure_seconds": measure_seconds}
         wall_seconds = time.perf_counter() - started
         self.record(
             order,
@@ -673,10 +711,13 @@ class TrialRunner:
             reason=reason,
             wall_seconds=wall_seconds,
             extra={"best_epoch": best_epoch, **(extra or {})},
+            figures={k: v for k, v in figures.items() if k != "params"},
         )
         attrs: dict[str, Any] = {"wall_seconds": round(wall_seconds, 3), "best_epoch": best_epoch}
         if reason:
             attrs["reason"] = reason
+        # The figures too, for Optuna's own tools (optuna-dashboard, trials_dataframe).
+        attrs.update(figures)
         self.set_user_attrs(order, attrs)
         return outcome
 

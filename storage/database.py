@@ -61,7 +61,7 @@ from storage.errors import (
     StorageURLError,
     StudyNotFoundError,
 )
-from storage.migrations import UID_ATTR, current_version, upgrade
+from storage.migrations import TRIAL_FIGURE_COLUMNS, UID_ATTR, current_version, upgrade
 from storage.records import ArtefactRecord, EpochRecord, StudyConfig, StudyRecord, TrialRecord
 from storage.schema import (
     SCHEMA_VERSION,
@@ -929,6 +929,8 @@ class StudyDatabase:
                 .where(
                     _o_trials.c.study_id == study_id,
                     cast(_o_trials.c.state, String) == "COMPLETE",
+                    # A multi-objective study's best value is its first objective's.
+                    _o_values.c.objective == 0,
                 )
             ).scalar()
 
@@ -949,8 +951,16 @@ class StudyDatabase:
         versions: Mapping[str, str] | None = None,
         param_count: int | None = None,
         extra: Mapping[str, Any] | None = None,
+        figures: Mapping[str, float | None] | None = None,
     ) -> None:
-        """Create or update a trial's rnnsearch row; fields given as None keep their value."""
+        """Create or update a trial's rnnsearch row; fields given as None keep their value.
+
+        ``figures`` sets the per-trial figures (``TRIAL_FIGURE_COLUMNS``: val_accuracy,
+        val_loss, latency_ms, latency_single_ms, model_mb) it names.
+        """
+        unknown = set(figures or {}) - set(TRIAL_FIGURE_COLUMNS)
+        if unknown:
+            raise StorageError(f"unknown trial figures {sorted(unknown)}")
         uid = self._study_uid(study_id)
         with self.session("cannot write") as s:
             row = s.get(TrialInfoRow, trial_id)
@@ -990,6 +1000,9 @@ class StudyDatabase:
                 row.param_count = param_count
             if extra is not None:
                 row.extra = {**(row.extra or {}), **extra}
+            for name, value in (figures or {}).items():
+                if value is not None:
+                    setattr(row, name, float(value))
             row.epochs_trained = s.execute(
                 select(func.count()).where(EpochMetricRow.trial_id == trial_id)
             ).scalar_one()
@@ -1128,13 +1141,14 @@ class StudyDatabase:
                 .where(scope)
                 .order_by(_o_trials.c.number)
             ).all()
-            values = dict(
-                s.execute(
-                    select(_o_values.c.trial_id, _o_values.c.value)
-                    .join(_o_trials, _o_trials.c.trial_id == _o_values.c.trial_id)
-                    .where(scope, _o_values.c.objective == 0)
-                ).all()
-            )
+            objective_values: dict[int, dict[int, float]] = {}
+            for tid, objective, value in s.execute(
+                select(_o_values.c.trial_id, _o_values.c.objective, _o_values.c.value)
+                .join(_o_trials, _o_trials.c.trial_id == _o_values.c.trial_id)
+                .where(scope)
+            ):
+                objective_values.setdefault(tid, {})[int(objective)] = value
+            values = {tid: v.get(0) for tid, v in objective_values.items()}
             params: dict[int, dict[str, Any]] = {}
             for tid, pname, pval, dist in s.execute(
                 select(
@@ -1202,6 +1216,15 @@ class StudyDatabase:
                         extra=dict(info.extra or {}) if info is not None else {},
                         test_loss=info.test_loss if info is not None else None,
                         test_accuracy=info.test_accuracy if info is not None else None,
+                        values=(
+                            tuple(v for _, v in sorted(objective_values[tid].items()))
+                            if tid in objective_values and st in ("complete", "pruned")
+                            else None
+                        ),
+                        **{
+                            name: getattr(info, name) if info is not None else None
+                            for name in TRIAL_FIGURE_COLUMNS
+                        },
                     )
                 )
         if states:

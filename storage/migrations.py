@@ -52,8 +52,18 @@ def _add_identities(conn: Connection) -> None:
             )
 
 
+#: Columns schema 3 adds to rnnsearch_trials: each trial's figures besides its objective value.
+TRIAL_FIGURE_COLUMNS = ("val_accuracy", "val_loss", "latency_ms", "latency_single_ms", "model_mb")
+
+
+def _add_trial_figures(conn: Connection) -> None:
+    """2 -> 3: per-trial figures (multi-objective search); earlier trials keep them empty."""
+    for column in TRIAL_FIGURE_COLUMNS:
+        conn.execute(text(f"ALTER TABLE rnnsearch_trials ADD COLUMN {column} FLOAT"))
+
+
 #: MIGRATIONS[v] upgrades a database at schema version v to v + 1.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_identities}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_identities, 2: _add_trial_figures}
 
 
 def current_version(conn: Connection) -> int | None:

@@ -97,6 +97,15 @@ class TrialRecord:
     extra: dict[str, Any] = field(default_factory=dict)
     test_loss: float | None = None
     test_accuracy: float | None = None
+    #: Every objective value of a multi-objective trial, in the study's objective order (None:
+    #: none recorded); ``value`` is the first.
+    values: tuple[float, ...] | None = None
+    #: Figures the runner measures once a trial has trained (search.objectives, search.measure).
+    val_accuracy: float | None = None
+    val_loss: float | None = None
+    latency_ms: float | None = None
+    latency_single_ms: float | None = None
+    model_mb: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -17,7 +17,7 @@ from sqlalchemy import JSON, DateTime, Float, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: Bump with a new entry in storage.migrations.MIGRATIONS whenever the tables below change.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class Base(DeclarativeBase):
@@ -70,6 +70,14 @@ class TrialInfoRow(Base):
     extra: Mapped[dict] = mapped_column(JSON, default=dict)
     test_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
     test_accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: Schema 3: what the trial is judged on besides its objective value (search.objectives):
+    #: best validation accuracy and lowest validation loss over its epochs, and what its model
+    #: costs, measured on the machine that trained it (search.measure).
+    val_accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
+    val_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    latency_single_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    model_mb: Mapped[float | None] = mapped_column(Float, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import optuna
 
+from search.objectives import directions
 from search.plan import StudyPlan
 from search.trials import CutTrial, TrialOrder, TrialOutcome
 from spaces import Choice, Fixed, FloatRange, IntRange, Space
@@ -67,8 +68,15 @@ def suggest(trial: optuna.Trial, space: Space) -> dict[str, Any]:
     return {d.name: sampled[d.name] for d in space.searched if d.name in sampled}
 
 
-def make_sampler(seed: int | None, n_startup_trials: int = 5) -> optuna.samplers.BaseSampler:
-    # group=True lets multivariate TPE model conditional dimensions (merge_mode, activation).
+def make_sampler(
+    seed: int | None, n_startup_trials: int = 5, kind: str = "tpe"
+) -> optuna.samplers.BaseSampler:
+    if kind == "nsga2":
+        # Optuna's default population (50) is more than a whole 20-minute budget of random
+        # trials on IMDB; 10 lets the genetic search start within it.
+        return optuna.samplers.NSGAIISampler(population_size=10, seed=seed)
+    # group=True lets multivariate TPE model conditional dimensions (merge_mode, activation);
+    # the same sampler handles several objectives (Optuna's MOTPE).
     return optuna.samplers.TPESampler(
         seed=seed, n_startup_trials=n_startup_trials, multivariate=True, group=True
     )
@@ -106,14 +114,17 @@ class OptunaEngine:
         # Offsetting the seed by the trials already run keeps a resumed sampler from replaying
         # the first run's random start-up samples; an uninterrupted run stays reproducible.
         sampler = make_sampler(
-            plan.seed + existing, n_startup_trials=min(10, max(3, plan.target // 4))
+            plan.seed + existing,
+            n_startup_trials=min(10, max(3, plan.target // 4)),
+            kind=plan.sampler,
         )
         study = optuna.create_study(
             study_name=plan.study,
             storage=db.optuna_storage,
-            direction="maximize",
+            directions=directions(plan.objectives),
             sampler=sampler,
-            pruner=make_pruner(),
+            # Optuna prunes single-objective studies only; --patience ends trials otherwise.
+            pruner=optuna.pruners.NopPruner() if plan.multi_objective else make_pruner(),
             load_if_exists=True,
         )
         return cls(db, plan, study, db.study_id(plan.study))
@@ -152,13 +163,21 @@ class OptunaEngine:
         )
 
     def epoch_done(self, order: TrialOrder, epoch: int, metrics: dict[str, float]) -> bool:
+        if self.plan.multi_objective:
+            return False  # Trial.report is for single-objective studies only
         trial = self._live[order.number]
         trial.report(metrics["val_accuracy"], epoch)
         return trial.should_prune()
 
     def trial_finished(self, order: TrialOrder, outcome: TrialOutcome) -> None:
         trial = self._live.pop(order.number)
-        if outcome.state is TrialState.COMPLETE:
+        if outcome.state is TrialState.COMPLETE and self.plan.multi_objective:
+            values = [outcome.figures.get(name) for name in self.plan.objectives]
+            if any(v is None for v in values):
+                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            else:
+                self.study.tell(trial, values)
+        elif outcome.state is TrialState.COMPLETE:
             self.study.tell(trial, outcome.value)
         elif outcome.state is TrialState.PRUNED:
             self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
