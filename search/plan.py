@@ -16,6 +16,7 @@ from typing import Any
 
 from search.errors import UsageError
 from spaces import Space, load_space
+from spaces.fit import is_template_of
 from storage import StudyConfig
 
 ENGINES = ("optuna", "hyperband")
@@ -27,6 +28,12 @@ DEFAULT_MAX_EPOCHS = 5
 DEFAULT_KEEP_CHECKPOINTS = 3
 DEFAULT_FACTOR = 3
 DEFAULT_ITERATIONS = 1
+#: Optuna's pruners a study may use (built by search.engines.optuna_engine.make_pruner); the
+#: default was chosen by measurement (bench/pruners.py, docs/default-space.md).
+PRUNERS = ("median", "median-warmup", "patient", "halving", "none")
+DEFAULT_PRUNER = "patient"
+#: Studies from before the pruner was stored ran the plain median rule, and keep it.
+LEGACY_PRUNER = "median"
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,8 @@ class RunRequest:
     #: Hyperband: reduction factor and iterations (None: the study's stored value or default).
     hyperband_factor: int | None = None
     hyperband_iterations: int | None = None
+    #: Optuna engine: which pruner ends weak trials (one of PRUNERS; None: stored or default).
+    pruner: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,10 @@ class StudyPlan:
     hyperband: HyperbandSchedule | None = None
     #: The stored study (None for a new one).
     stored: StudyConfig | None = None
+    #: Optuna engine: the pruner's name (one of PRUNERS).
+    pruner: str = DEFAULT_PRUNER
+    #: A space fitted to the data (spaces.fit): the template and statistics it was fitted from.
+    space_fit: dict[str, Any] | None = None
 
     @property
     def uid(self) -> str | None:
@@ -129,12 +142,19 @@ class StudyPlan:
                 }
             )
         else:
+            from search.engines.pruners import pruner_description
+
             out.update(
                 {
                     "sampler": "TPESampler(multivariate, group)",
-                    "pruner": "MedianPruner(n_startup_trials=3, n_warmup_steps=1)",
+                    "pruner": self.pruner,
+                    "pruner_rule": pruner_description(self.pruner),
                 }
             )
+        if self.space_fit is not None:
+            out["space_fit"] = self.space_fit
+        else:  # a changed space (--allow-space-change) was not fitted from that template
+            out.pop("space_fit", None)
         return out
 
 
@@ -173,6 +193,8 @@ def check_request(req: RunRequest) -> None:
     check_count("--keep-checkpoints", req.keep_checkpoints, zero_means="keep none")
     if req.engine is not None and req.engine not in ENGINES:
         raise UsageError(f"--engine {req.engine}: expected one of {', '.join(ENGINES)}")
+    if req.pruner is not None and req.pruner not in PRUNERS:
+        raise UsageError(f"--pruner {req.pruner}: expected one of {', '.join(PRUNERS)}")
     if req.time_budget is not None and not (math.isfinite(req.time_budget) and req.time_budget > 0):
         raise UsageError(f"--time-budget {req.time_budget}: expected a finite positive duration")
 
@@ -202,6 +224,11 @@ def _check_engine_options(req: RunRequest, engine: str) -> None:
         if req.hyperband_iterations is not None and req.hyperband_iterations < 1:
             raise UsageError(
                 f"--hyperband-iterations {req.hyperband_iterations}: expected a positive integer"
+            )
+        if req.pruner is not None:
+            raise UsageError(
+                f"--pruner {req.pruner}: applies to --engine optuna only (Hyperband's schedule "
+                "decides which trials go on)"
             )
     elif req.hyperband_factor is not None or req.hyperband_iterations is not None:
         flag = "--factor" if req.hyperband_factor is not None else "--hyperband-iterations"
@@ -263,6 +290,7 @@ def resolve_plan(
             join_only=req.join_only,
             hyperband=hb,
             stored=None,
+            pruner=req.pruner or DEFAULT_PRUNER,
         )
 
     if req.engine is not None and req.engine != stored.engine:
@@ -272,14 +300,20 @@ def resolve_plan(
         )
     _check_engine_options(req, stored.engine)
     space = Space.from_json(stored.space_json, source=f"study {req.study!r}")
-    if requested_space is not None and requested_space.fingerprint != space.fingerprint:
+    space_fit = stored.options.get("space_fit")
+    if (
+        requested_space is not None
+        and requested_space.fingerprint != space.fingerprint
+        # the template the stored space was fitted from is the same space
+        and not is_template_of(requested_space, space_fit)
+    ):
         if not req.allow_space_change:
             raise UsageError(
                 f"--space {req.space}: differs from the space study {req.study!r} was started "
                 f"with ({stored.space_name}); pass --allow-space-change to continue with the new "
                 "space, or omit --space to keep the stored one"
             )
-        space = requested_space
+        space, space_fit = requested_space, None
     stored_data = stored.data.get("source")
     if req.data is not None and req.data != stored_data:
         raise UsageError(
@@ -353,7 +387,15 @@ def resolve_plan(
         join_only=req.join_only,
         hyperband=hb,
         stored=stored,
+        pruner=req.pruner or _stored_pruner(options),
+        space_fit=space_fit,
     )
+
+
+def _stored_pruner(options: dict[str, Any]) -> str:
+    """The pruner a study ran with; studies from before it was stored by name ran the median."""
+    stored = options.get("pruner")
+    return stored if stored in PRUNERS else LEGACY_PRUNER
 
 
 def _absolute(folder: str | None) -> str | None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import optuna
 
+from search.engines.pruners import make_pruner
 from search.plan import StudyPlan
 from search.trials import CutTrial, TrialOrder, TrialOutcome
 from spaces import Choice, Fixed, FloatRange, IntRange, Space
@@ -74,14 +75,6 @@ def make_sampler(seed: int | None, n_startup_trials: int = 5) -> optuna.samplers
     )
 
 
-def make_pruner(n_startup_trials: int = 3, n_warmup_steps: int = 1) -> optuna.pruners.BasePruner:
-    # A trial is stopped once its validation accuracy falls below the median of earlier trials
-    # at the same epoch; the first epoch is never judged, it says too little.
-    return optuna.pruners.MedianPruner(
-        n_startup_trials=n_startup_trials, n_warmup_steps=n_warmup_steps
-    )
-
-
 class OptunaEngine:
     """TPE sampling and median pruning over one study, for one worker process."""
 
@@ -113,7 +106,7 @@ class OptunaEngine:
             storage=db.optuna_storage,
             direction="maximize",
             sampler=sampler,
-            pruner=make_pruner(),
+            pruner=make_pruner(plan.pruner),
             load_if_exists=True,
         )
         return cls(db, plan, study, db.study_id(plan.study))
