@@ -284,7 +284,7 @@ class DataSource:
             kind=self.kind,
             examples=len(part),
             num_classes=self.num_classes,
-            length_min=int(lengths.min(initial=0)) if len(lengths) else 0,
+            length_min=int(lengths.min()) if len(lengths) else 0,
             length_p50=p50,
             length_p90=p90,
             length_p99=p99,
