@@ -1,7 +1,8 @@
 """Optuna's pruners compared on the data-fitted default search, at one training-time budget.
 
     python bench/pruners.py                                   # full size: 15 min a search, 3 seeds
-    python bench/pruners.py --budget 90 --seeds 1 --max-epochs 5   # reduced
+    python bench/pruners.py --budget 120 --seeds 1 --tasks japanese-vowels,control-charts \
+        --limit 600                                           # reduced
 
 For each task (default: Rotten Tomatoes snippets, 3 classes, and Japanese vowels, 9 classes; see
 bench/fit_data.py) and each pruner of search.engines.pruners (median: the old rule, judged from
@@ -42,6 +43,7 @@ def one_search(storage: str, study: str, data, pruner: str, seed: int, args) -> 
         "run", "--study", study, "--data", str(data.path), *data.options,
         "--pruner", pruner, "--trials", "1000", "--time-budget", f"{args.budget}s",
         "--max-epochs", str(args.max_epochs), "--seed", str(seed),
+        *(["--limit", str(args.limit)] if args.limit else []),
         "--storage", storage, "--quiet", "--format", "json",
     )  # fmt: skip
     trials = json.loads(rnnsearch("trials", study, "--storage", storage, "--format", "json"))
@@ -63,6 +65,7 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--tasks", default="rt-snippets,japanese-vowels")
+    parser.add_argument("--limit", type=int, default=None, help="a slice of each task's training")
     parser.add_argument("--pruners", default=",".join(PRUNERS))
     parser.add_argument("--out", default="pruners", help="result name in bench/results")
     args = parser.parse_args()
@@ -102,7 +105,7 @@ def main() -> None:
     path = write_result(
         args.out,
         {"budget_s": args.budget, "max_epochs": args.max_epochs, "seeds": args.seeds,
-         "results": results},
+         "limit": args.limit, "results": results},
     )  # fmt: skip
     print(f"results: {path}")
 
