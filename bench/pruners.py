@@ -1,15 +1,25 @@
-"""Optuna's pruners compared on the data-fitted default search, at one training-time budget.
+"""Optuna's pruners compared on the data-fitted default search.
 
-    python bench/pruners.py                                   # full size: 15 min a search, 3 seeds
-    python bench/pruners.py --budget 120 --seeds 1 --tasks japanese-vowels,control-charts \
-        --limit 600                                           # reduced
+    python bench/pruners.py                          # replay: 30 unpruned trials a task, 5 epochs
+    python bench/pruners.py --trials 12 --max-epochs 4 --limit 600      # reduced
+    python bench/pruners.py --live --budget 900 --seeds 3              # live searches instead
 
-For each task (default: Rotten Tomatoes snippets, 3 classes, and Japanese vowels, 9 classes; see
-bench/fit_data.py) and each pruner of search.engines.pruners (median: the old rule, judged from
-epoch 1; median-warmup; patient; halving), `rnnsearch run` searches the default space fitted to
-the data with ``--pruner NAME --time-budget B --max-epochs E --seed S``. Reported per pruner: the
-best validation accuracy reached within the budget (mean over seeds), trials finished, trials
-pruned, and trials pruned at epoch 1 (the slow starters the old rule ended wholesale).
+Candidates (search.engines.pruners): ``median`` (the old rule: below the median at the same epoch,
+judged from epoch 1), ``median-warmup`` (judged from epoch 2, after 5 trials), ``patient`` (the
+median rule once a trial has stopped improving for an epoch) and ``halving`` (asynchronous
+successive halving from epoch 2).
+
+Replay (default): per task, `rnnsearch run --pruner none` records every trial's whole learning
+curve; each pruner is then replayed over the same curves in trial order (an in-memory Optuna study
+with that pruner; each epoch reported, the trial stopped where the pruner says). Every pruner sees
+the same trials, so the comparison isolates the pruning decision: epochs it spends, whether it
+keeps the best trial, how many of the final top quarter it ends early (the slow starters), and
+how many it ends at epoch 1. (In a live search, pruned trials also change what TPE samples next;
+``--live`` runs whole searches per pruner at one training-time budget instead, which needs a
+budget large enough for dozens of trials.)
+
+Tasks (bench/fit_data.py): Japanese vowels (9 classes, numeric, variable length) and synthetic
+control charts (6 classes, numeric, fixed length) by default; any set of fit_data can be named.
 """
 
 from __future__ import annotations
@@ -38,74 +48,155 @@ def rnnsearch(*args: str) -> str:
     return proc.stdout
 
 
-def one_search(storage: str, study: str, data, pruner: str, seed: int, args) -> dict:
+def search(storage: str, study: str, data, pruner: str, seed: int, args, budget: bool) -> None:
     rnnsearch(
         "run", "--study", study, "--data", str(data.path), *data.options,
-        "--pruner", pruner, "--trials", "1000", "--time-budget", f"{args.budget}s",
+        "--pruner", pruner, "--trials", str(args.trials if not budget else 1000),
+        *(["--time-budget", f"{args.budget}s"] if budget else []),
         "--max-epochs", str(args.max_epochs), "--seed", str(seed),
         *(["--limit", str(args.limit)] if args.limit else []),
         "--storage", storage, "--quiet", "--format", "json",
     )  # fmt: skip
-    trials = json.loads(rnnsearch("trials", study, "--storage", storage, "--format", "json"))
-    finished = [t for t in trials if t["state"] in ("complete", "pruned")]
-    values = [t["value"] for t in finished if t["value"] is not None]
-    pruned = [t for t in finished if t["state"] == "pruned"]
+
+
+def curves(storage: str, study: str) -> list[list[float]]:
+    """Every finished trial's validation accuracy per epoch, in trial order."""
+    rows = json.loads(rnnsearch("export", study, "--storage", storage, "--format", "json"))
+    out = []
+    for row in sorted(rows, key=lambda r: r["trial"]):
+        if row["state"] in ("complete", "pruned") and row.get("curve"):
+            out.append([float(e["val_accuracy"]) for e in row["curve"]])
+    return out
+
+
+def replay(pruner_name: str, trial_curves: list[list[float]]) -> dict:
+    """Each recorded curve reported to a fresh study with that pruner, in trial order."""
+    import optuna
+
+    from search.engines.pruners import make_pruner
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(pruner_name))
+    kept, epochs, pruned_at = [], 0, []
+    for curve in trial_curves:
+        trial = study.ask()
+        stopped = None
+        for epoch, value in enumerate(curve, start=1):
+            trial.report(value, epoch)
+            epochs += 1
+            if epoch < len(curve) and trial.should_prune():
+                stopped = epoch
+                break
+        if stopped is None:
+            study.tell(trial, max(curve))
+            kept.append(max(curve))
+            pruned_at.append(None)
+        else:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            pruned_at.append(stopped)
+    finals = [max(c) for c in trial_curves]
+    top = sorted(finals, reverse=True)[: max(1, len(finals) // 4)]
+    threshold = min(top)
     return {
-        "best": max(values) if values else None,
-        "finished": len(finished),
-        "pruned": len(pruned),
-        "pruned_at_epoch_1": sum(1 for t in pruned if t.get("epochs") == 1),
-        "epochs_trained": sum(t.get("epochs") or 0 for t in finished),
+        "best_kept": max(kept) if kept else None,
+        "best_overall": max(finals),
+        "epochs": epochs,
+        "epochs_unpruned": sum(len(c) for c in trial_curves),
+        "pruned": sum(1 for p in pruned_at if p is not None),
+        "pruned_at_epoch_1": sum(1 for p in pruned_at if p == 1),
+        "top_quarter_pruned": sum(
+            1 for p, f in zip(pruned_at, finals, strict=True) if p is not None and f >= threshold
+        ),
     }
+
+
+def live(args, sets, storage: str) -> dict:
+    results: dict[str, dict[str, list[dict]]] = {}
+    for seed in range(1, args.seeds + 1):
+        for task in args.tasks.split(","):
+            for pruner in args.pruners.split(","):
+                study = f"{task}-{pruner}-{seed}"
+                search(storage, study, sets[task], pruner, seed, args, budget=True)
+                values = [max(c) for c in curves(storage, study)]
+                res = {"best": max(values) if values else None, "finished": len(values)}
+                results.setdefault(task, {}).setdefault(pruner, []).append(res)
+                print(f"{task} {pruner} seed {seed}: {json.dumps(res)}", flush=True)
+    rows = [
+        [task, pruner, statistics.mean(r["best"] for r in runs), sum(r["finished"] for r in runs)]
+        for task, by in results.items()
+        for pruner, runs in by.items()
+    ]
+    print(table(["task", "pruner", "best val (mean)", "trials"], rows))
+    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--budget", type=float, default=900.0, help="training seconds a search")
+    parser.add_argument("--trials", type=int, default=30, help="unpruned trials a task (replay)")
     parser.add_argument("--max-epochs", type=int, default=5)
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--tasks", default="rt-snippets,japanese-vowels")
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--tasks", default="japanese-vowels,control-charts")
     parser.add_argument("--limit", type=int, default=None, help="a slice of each task's training")
     parser.add_argument("--pruners", default=",".join(PRUNERS))
+    parser.add_argument("--live", action="store_true", help="whole searches per pruner instead")
+    parser.add_argument("--budget", type=float, default=900.0, help="--live: training seconds")
     parser.add_argument("--out", default="pruners", help="result name in bench/results")
     args = parser.parse_args()
     sets = all_sets()
-    results: dict[str, dict[str, list[dict]]] = {}
     with tempfile.TemporaryDirectory(prefix="rnnsearch-pruners-") as tmp:
         storage = f"sqlite:///{Path(tmp) / 'bench.db'}"
-        for seed in range(1, args.seeds + 1):
-            for task in args.tasks.split(","):
+        if args.live:
+            results: dict = live(args, sets, storage)
+        else:
+            results = {}
+            rows = []
+            for seed in range(1, args.seeds + 1):
+                for task in args.tasks.split(","):
+                    study = f"{task}-unpruned-{seed}"
+                    search(storage, study, sets[task], "none", seed, args, budget=False)
+                    recorded = curves(storage, study)
+                    results.setdefault(task, {})[f"curves_seed_{seed}"] = recorded
+                    for pruner in args.pruners.split(","):
+                        res = replay(pruner, recorded)
+                        results[task].setdefault(pruner, []).append(res)
+                        print(f"{task} {pruner} seed {seed}: {json.dumps(res)}", flush=True)
+            for task, by in results.items():
                 for pruner in args.pruners.split(","):
-                    res = one_search(
-                        storage, f"{task}-{pruner}-{seed}", sets[task], pruner, seed, args
+                    runs = by[pruner]
+                    kept = [r["best_kept"] for r in runs if r["best_kept"] is not None]
+                    rows.append(
+                        [
+                            task,
+                            pruner,
+                            statistics.mean(kept) if kept else "-",
+                            statistics.mean(r["best_overall"] for r in runs),
+                            f"{sum(r['epochs'] for r in runs)}/"
+                            f"{sum(r['epochs_unpruned'] for r in runs)}",
+                            sum(r["pruned"] for r in runs),
+                            sum(r["pruned_at_epoch_1"] for r in runs),
+                            sum(r["top_quarter_pruned"] for r in runs),
+                        ]
                     )
-                    results.setdefault(task, {}).setdefault(pruner, []).append(res)
-                    print(f"{task} {pruner} seed {seed}: {json.dumps(res)}", flush=True)
-    rows = []
-    for task, by_pruner in results.items():
-        for pruner, runs in by_pruner.items():
-            bests = [r["best"] for r in runs if r["best"] is not None]
-            rows.append(
-                [
-                    task,
-                    pruner,
-                    statistics.mean(bests) if bests else "-",
-                    sum(r["finished"] for r in runs),
-                    sum(r["pruned"] for r in runs),
-                    sum(r["pruned_at_epoch_1"] for r in runs),
-                    sum(r["epochs_trained"] for r in runs),
-                ]
+            print(
+                table(
+                    [
+                        "task",
+                        "pruner",
+                        "best kept",
+                        "best of all",
+                        "epochs spent/all",
+                        "pruned",
+                        "at epoch 1",
+                        "top quarter pruned",
+                    ],
+                    rows,
+                )
             )
-    print(
-        table(
-            ["task", "pruner", "best val (mean)", "trials", "pruned", "pruned at 1", "epochs"],
-            rows,
-        )
-    )
     path = write_result(
         args.out,
-        {"budget_s": args.budget, "max_epochs": args.max_epochs, "seeds": args.seeds,
-         "limit": args.limit, "results": results},
+        {"mode": "live" if args.live else "replay", "trials": args.trials,
+         "max_epochs": args.max_epochs, "seeds": args.seeds, "limit": args.limit,
+         "budget_s": args.budget if args.live else None, "results": results},
     )  # fmt: skip
     print(f"results: {path}")
 
