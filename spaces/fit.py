@@ -213,6 +213,11 @@ def fit_space(template: Space, stats: DataStats) -> Space:
             if new is None or isinstance(new, Fixed):
                 continue
             moved[name] = _rescale(old_by_name[name], new, value) if name in FITTED else value
+        for name, new in new_by_name.items():
+            old = old_by_name[name]
+            if name not in moved and isinstance(old, Fixed) and not isinstance(new, Fixed):
+                # fixed in the template, searched once fitted: the point takes the nearest value
+                moved[name] = _rescale(old, new, old.value)
         start.append(moved)
     # Validated like a start point read from a file (every active searched dimension, in range).
     return Space.from_dict({**fitted.to_dict(), "start": start}, source=f"{template.name} (fitted)")

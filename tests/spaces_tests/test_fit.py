@@ -157,3 +157,22 @@ def test_spaces_fit_imports_without_tensorflow_or_numpy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_template_that_fixed_maxlen_gets_start_points_for_the_fitted_choice():
+    template = Space.from_dict(
+        {
+            "name": "mine",
+            "fit": "data",
+            "dimensions": {"cell": {"choice": ["gru", "lstm"]}, "maxlen": 200},
+            "start": [{"cell": "gru"}],
+        }
+    )
+    fitted = fit_space(template, SHORT_TEXT)
+    assert fitted["maxlen"].values == (19, 37, 190)
+    assert fitted.start_points() == [{"cell": "gru", "maxlen": 19}]
+    # dimensions the template leaves out are not added: they keep their defaults
+    assert (
+        "vocab_size" not in fitted
+        and fitted.resolve({"cell": "gru", "maxlen": 19})["vocab_size"] == 10_000
+    )
