@@ -3,6 +3,7 @@
     python bench/pruners.py                          # replay: 30 unpruned trials a task, 5 epochs
     python bench/pruners.py --trials 12 --max-epochs 4 --limit 600      # reduced
     python bench/pruners.py --live --budget 900 --seeds 3              # live searches instead
+    python bench/pruners.py --curves bench/results/pruners.json --out pruners-replay  # replay only
 
 Candidates (search.engines.pruners): ``median`` (the old rule: below the median at the same epoch,
 judged from epoch 1), ``median-warmup`` (judged from epoch 2, after 5 trials), ``patient`` (the
@@ -13,8 +14,8 @@ Replay (default): per task, `rnnsearch run --pruner none` records every trial's 
 curve; each pruner is then replayed over the same curves in trial order (an in-memory Optuna study
 with that pruner; each epoch reported, the trial stopped where the pruner says). Every pruner sees
 the same trials, so the comparison isolates the pruning decision: epochs it spends, whether it
-keeps the best trial, how many of the final top quarter it ends early (the slow starters), and
-how many it ends at epoch 1. (In a live search, pruned trials also change what TPE samples next;
+keeps the best trial, how many trials it ends early that would have finished above the median
+trial (the slow starters) or in the top quarter, and how many it ends at epoch 1. (In a live search, pruned trials also change what TPE samples next;
 ``--live`` runs whole searches per pruner at one training-time budget instead, which needs a
 budget large enough for dozens of trials.)
 
@@ -33,6 +34,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's search package
 
 from common import REPO, table, write_result  # noqa: E402
 from fit_data import all_sets  # noqa: E402
@@ -97,6 +99,7 @@ def replay(pruner_name: str, trial_curves: list[list[float]]) -> dict:
     finals = [max(c) for c in trial_curves]
     top = sorted(finals, reverse=True)[: max(1, len(finals) // 4)]
     threshold = min(top)
+    median = statistics.median(finals)
     return {
         "best_kept": max(kept) if kept else None,
         "best_overall": max(finals),
@@ -106,6 +109,10 @@ def replay(pruner_name: str, trial_curves: list[list[float]]) -> dict:
         "pruned_at_epoch_1": sum(1 for p in pruned_at if p == 1),
         "top_quarter_pruned": sum(
             1 for p, f in zip(pruned_at, finals, strict=True) if p is not None and f >= threshold
+        ),
+        # slow starters: ended early, though their whole curve ends above the median trial's
+        "above_median_pruned": sum(
+            1 for p, f in zip(pruned_at, finals, strict=True) if p is not None and f > median
         ),
     }
 
@@ -141,6 +148,9 @@ def main() -> None:
     parser.add_argument("--live", action="store_true", help="whole searches per pruner instead")
     parser.add_argument("--budget", type=float, default=900.0, help="--live: training seconds")
     parser.add_argument("--out", default="pruners", help="result name in bench/results")
+    parser.add_argument(
+        "--curves", default=None, help="replay the curves of an earlier result file, record none"
+    )
     args = parser.parse_args()
     sets = all_sets()
     with tempfile.TemporaryDirectory(prefix="rnnsearch-pruners-") as tmp:
@@ -153,8 +163,12 @@ def main() -> None:
             for seed in range(1, args.seeds + 1):
                 for task in args.tasks.split(","):
                     study = f"{task}-unpruned-{seed}"
-                    search(storage, study, sets[task], "none", seed, args, budget=False)
-                    recorded = curves(storage, study)
+                    if args.curves:
+                        earlier = json.loads(Path(args.curves).read_text())["results"]
+                        recorded = earlier[task][f"curves_seed_{seed}"]
+                    else:
+                        search(storage, study, sets[task], "none", seed, args, budget=False)
+                        recorded = curves(storage, study)
                     results.setdefault(task, {})[f"curves_seed_{seed}"] = recorded
                     for pruner in args.pruners.split(","):
                         res = replay(pruner, recorded)
@@ -175,6 +189,7 @@ def main() -> None:
                             sum(r["pruned"] for r in runs),
                             sum(r["pruned_at_epoch_1"] for r in runs),
                             sum(r["top_quarter_pruned"] for r in runs),
+                            sum(r["above_median_pruned"] for r in runs),
                         ]
                     )
             print(
@@ -188,6 +203,7 @@ def main() -> None:
                         "pruned",
                         "at epoch 1",
                         "top quarter pruned",
+                        "above median pruned",
                     ],
                     rows,
                 )

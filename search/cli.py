@@ -346,7 +346,7 @@ def run(
         str | None,
         typer.Option(
             "--pruner",
-            help="Optuna engine: median, median-warmup, patient (default), halving or none "
+            help="Optuna engine: median, median-warmup (default), patient, halving or none "
             "(stored with the study).",
             show_default=False,
         ),

@@ -31,7 +31,7 @@ DEFAULT_ITERATIONS = 1
 #: Optuna's pruners a study may use (built by search.engines.optuna_engine.make_pruner); the
 #: default was chosen by measurement (bench/pruners.py, docs/default-space.md).
 PRUNERS = ("median", "median-warmup", "patient", "halving", "none")
-DEFAULT_PRUNER = "patient"
+DEFAULT_PRUNER = "median-warmup"
 #: Studies from before the pruner was stored ran the plain median rule, and keep it.
 LEGACY_PRUNER = "median"
 

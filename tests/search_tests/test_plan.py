@@ -211,4 +211,4 @@ def test_a_fitted_study_accepts_its_template_and_keeps_its_pruner():
     # Studies from before the pruner was stored by name ran the median rule.
     old = _stored(pruner="MedianPruner(n_startup_trials=3, n_warmup_steps=1)")
     assert plan(RunRequest(study="st"), old).pruner == "median"
-    assert plan(RunRequest(study="st"), space=_space()).pruner == "patient"
+    assert plan(RunRequest(study="st"), space=_space()).pruner == "median-warmup"
