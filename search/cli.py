@@ -799,7 +799,7 @@ def spaces_show(
         str | None,
         typer.Option(
             help="Show the space fitted to this data, as `run --data` fits it for a new study "
-            "(spaces with fit = \"data\", such as default).",
+            '(spaces with fit = "data", such as default).',
             show_default=False,
         ),
     ] = None,
@@ -870,7 +870,7 @@ def _show_fitted(
         return
     comments = [f"{space.name} fitted to {data}" + (f" (--limit {limit})" if limit else "")]
     if record is None:
-        comments = [f"{space.name} is not fitted to data (no fit = \"data\"); shown as it is"]
+        comments = [f'{space.name} is not fitted to data (no fit = "data"); shown as it is']
     else:
         stats = record["stats"]
         comments.append(
