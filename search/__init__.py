@@ -2,4 +2,15 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from importlib import metadata
+
+
+def _version() -> str:
+    # The version is written once, in pyproject.toml; an installed (or editable) copy knows it.
+    try:
+        return metadata.version("rnnsearch")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "0+unknown"
+
+
+__version__ = _version()

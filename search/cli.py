@@ -127,12 +127,56 @@ app = typer.Typer(
     name="rnnsearch",
     help="Hyperparameter search for recurrent neural networks, every trial in a study database.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    # Click's plain help wraps to the terminal (COLUMNS=80 included) and never cuts an option's
+    # name; Rich's boxed panels squeezed each help text to a few characters there.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-spaces_app = typer.Typer(help="List, show and validate search spaces.", no_args_is_help=True)
+spaces_app = typer.Typer(
+    help="List, show and validate search spaces.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(spaces_app, name="spaces")
+
+
+def version_text() -> str:
+    """``rnnsearch X.Y.Z``: the installed distribution's version (written once, in
+    pyproject.toml)."""
+    from search import __version__
+
+    return f"rnnsearch {__version__}"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(version_text())
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_show_version,
+            is_eager=True,
+            help="Show rnnsearch's version and exit.",
+        ),
+    ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help="Show tracebacks of errors (every command; the same as RNNSEARCH_DEBUG=1).",
+        ),
+    ] = False,
+) -> None:
+    """Hyperparameter search for recurrent neural networks, every trial in a study database."""
+    if debug:
+        os.environ["RNNSEARCH_DEBUG"] = "1"
 
 
 class Format(str, Enum):
@@ -165,6 +209,37 @@ WhereOpt = Annotated[
         "--where",
         help='Only trials whose parameters match, e.g. "cell=lstm and bidirectional=true"; '
         "=, !=, <, <=, >, >=, in (a, b), and, or, not, parentheses.",
+        show_default=False,
+    ),
+]
+
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Show no progress (the same as --progress off).")
+]
+
+
+class ProgressMode(str, Enum):
+    auto = "auto"
+    bar = "bar"
+    log = "log"
+    off = "off"
+
+
+ProgressOpt = Annotated[
+    ProgressMode,
+    typer.Option(
+        "--progress",
+        help="How progress shows on stderr: bar (a live display), log (one flushed line per "
+        "epoch and per trial), off; auto: bar in a terminal, log elsewhere (nohup, CI).",
+    ),
+]
+TensorBoardOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tensorboard",
+        help="Write TensorBoard logs of each trial to DIR/<study>/trial-NNNN "
+        "(tensorboard --logdir DIR).",
+        metavar="DIR",
         show_default=False,
     ),
 ]
@@ -351,8 +426,10 @@ def run(
             show_default=False,
         ),
     ] = None,
+    tensorboard: TensorBoardOpt = None,
     storage: StorageOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    quiet: QuietOpt = False,
+    progress: ProgressOpt = ProgressMode.auto,
     fmt: FormatOpt = Format.table,
     debug: DebugOpt = False,
 ) -> None:
@@ -382,8 +459,9 @@ def run(
             hyperband_factor=factor,
             hyperband_iterations=hyperband_iterations,
             pruner=pruner,
+            tensorboard=tensorboard,
         ),
-        quiet=quiet,
+        progress=ProgressMode.off if quiet else progress,
         fmt=fmt,
         debug=debug,
         resume_only=False,
@@ -393,8 +471,10 @@ def run(
 @app.command()
 def worker(
     study: StudyArg,
+    tensorboard: TensorBoardOpt = None,
     storage: StorageOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    quiet: QuietOpt = False,
+    progress: ProgressOpt = ProgressMode.auto,
     fmt: FormatOpt = Format.table,
     debug: DebugOpt = False,
 ) -> None:
@@ -404,8 +484,8 @@ def worker(
     target is reached, and stops. Run it on several machines against one PostgreSQL URL.
     """
     _run_command(
-        dict(study=study, storage=storage, join_only=True),
-        quiet=quiet,
+        dict(study=study, storage=storage, join_only=True, tensorboard=tensorboard),
+        progress=ProgressMode.off if quiet else progress,
         fmt=fmt,
         debug=debug,
         resume_only=True,
@@ -419,8 +499,10 @@ def resume(
         int | None, typer.Option(help="Total finished trials the study should reach.")
     ] = None,
     add: Annotated[int | None, typer.Option(help="Add this many trials to the target.")] = None,
+    tensorboard: TensorBoardOpt = None,
     storage: StorageOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    quiet: QuietOpt = False,
+    progress: ProgressOpt = ProgressMode.auto,
     fmt: FormatOpt = Format.table,
     debug: DebugOpt = False,
 ) -> None:
@@ -428,8 +510,8 @@ def resume(
     if trials is not None and add is not None:
         _fail("--trials and --add: give one of them, not both", EXIT_USAGE)
     _run_command(
-        dict(study=study, trials=trials, add=add, storage=storage),
-        quiet=quiet,
+        dict(study=study, trials=trials, add=add, storage=storage, tensorboard=tensorboard),
+        progress=ProgressMode.off if quiet else progress,
         fmt=fmt,
         debug=debug,
         resume_only=True,
@@ -461,18 +543,29 @@ def _check_study(study: str) -> None:
 
 
 def _run_command(
-    args: dict[str, Any], *, quiet: bool, fmt: Format, debug: bool, resume_only: bool
+    args: dict[str, Any],
+    *,
+    progress: ProgressMode,
+    fmt: Format,
+    debug: bool,
+    resume_only: bool,
 ) -> None:
     def body() -> None:
         _check_run_args(args, resume_only=resume_only)
         from search.output import to_json, trial_dict
-        from search.progress import RichObserver
+        from search.progress import make_observer
         from search.service import RunRequest, run_search
 
         request = RunRequest(**args, resume_only=resume_only)
-        observer = RichObserver(enabled=not quiet)
+        observer = make_observer(progress.value)
+        mode = type(observer).__name__
+        shown = "log" if mode == "LogObserver" else "bar" if mode == "RichObserver" else "off"
         try:
-            summary = run_search(request, observer)
+            summary = run_search(request, observer, hard_abort=True, progress=shown)
+        except KeyboardInterrupt:
+            observer.close()
+            _interrupted(request)
+            raise
         finally:
             observer.close()
         if fmt is Format.json:
@@ -507,6 +600,49 @@ def _run_command(
     guarded(body, debug)
 
 
+def _interrupted(request: Any) -> None:
+    """After Ctrl-C: what finished, the best so far and the command that continues (stderr)."""
+    import shlex
+
+    from search.output import params_text
+    from search.progress import WORKER_INDEX_VAR
+    from storage import FINISHED_STATES, StudyDatabase
+
+    if os.environ.get(WORKER_INDEX_VAR):  # a worker of `run --workers N`: its parent says it
+        return
+    try:
+        db = StudyDatabase(request.storage, create=False)
+    except Exception:  # noqa: BLE001 - nothing was created yet: nothing to say
+        return
+    try:
+        config = db.study_config(request.study)
+        if config is None:
+            return
+        counts = db.state_counts(request.study)
+        finished = sum(counts.get(s, 0) for s in FINISHED_STATES)
+        shown = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()) if n)
+        typer.echo(
+            f"rnnsearch: study {request.study}: {finished}/{config.target_trials} trials "
+            f"finished ({shown or 'none yet'})",
+            err=True,
+        )
+        best = db.best(request.study, top=1)
+        if best:
+            typer.echo(
+                f"rnnsearch: best so far: trial {best[0].number}, val_accuracy "
+                f"{best[0].value:.4f}, {params_text(best[0].params)}",
+                err=True,
+            )
+        command = ["rnnsearch", "resume", request.study]
+        if request.storage is not None:
+            command += ["--storage", db.display_url]
+        typer.echo(f"rnnsearch: continue with: {shlex.join(command)}", err=True)
+    except Exception:  # noqa: BLE001 - a summary must never hide the interruption itself
+        return
+    finally:
+        db.dispose()
+
+
 @app.command()
 def best(
     study: StudyArg,
@@ -532,6 +668,18 @@ def best(
         keep = where_filter(db, study, where) if where is not None else None
         rows = db.best(study, top=top, predicate=keep)
         _echo(render_trials(rows, fmt.value, ranked=True, with_test=with_test))
+        if not rows:
+            counts = db.state_counts(study)
+            shown = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()) if n) or "no trials"
+            if where is not None:
+                typer.echo(f"rnnsearch: no finished trial of {study} matches --where", err=True)
+                return
+            typer.echo(
+                f"rnnsearch: study {study} has no finished trial yet ({shown}); "
+                f"`rnnsearch trials {study}` lists them",
+                err=True,
+            )
+            raise typer.Exit(EXIT_FAILURE)
 
     guarded(body, debug)
 
@@ -562,7 +710,7 @@ def trials(
             if s not in TRIAL_STATES:
                 raise UsageError(f"--state {s!r}: expected one of {', '.join(TRIAL_STATES)}")
         db = _open_for_reading(storage)
-        rows = db.trials(study, state or None)
+        rows = _as_far_as_known(db, db.trials(study, state or None))
         if where is not None:
             from storage.filters import where_filter
 
@@ -571,6 +719,25 @@ def trials(
         _echo(render_trials(rows, fmt.value))
 
     guarded(body, debug)
+
+
+def _as_far_as_known(db: Any, rows: list[Any]) -> list[Any]:
+    """A running trial's value so far (its best recorded epoch), and a waiting trial's queued
+    parameters (Optuna holds them until the trial starts), instead of blanks."""
+    import dataclasses
+
+    out = []
+    for t in rows:
+        if t.state == "running" and t.value is None:
+            scored = [e.val_accuracy for e in db.epochs(t.trial_id) if e.val_accuracy is not None]
+            if scored:
+                t = dataclasses.replace(t, value=max(scored))
+        elif t.state == "waiting" and not t.params:
+            fixed = db.optuna_storage.get_trial(t.trial_id).system_attrs.get("fixed_params")
+            if fixed:
+                t = dataclasses.replace(t, params=dict(sorted(fixed.items())))
+        out.append(t)
+    return out
 
 
 @app.command()

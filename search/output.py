@@ -9,7 +9,8 @@ writers here, so a value reads the same wherever it appears:
 - CSV (:func:`csv_text`): one header row, ``\\n`` line ends, quoting as Python's ``csv`` module
   does (a cell with a comma, quote or line break is quoted, quotes doubled); ``None`` is an empty
   cell and a datetime its ISO 8601 string.
-- Tables (:func:`table_text`): a plain-text Rich table 200 characters wide, numeric columns
+- Tables (:func:`table_text`): a plain-text Rich table as wide as the terminal (200 characters
+  into a file or pipe, where nothing wraps lines), numeric columns
   right-aligned, cells through :func:`value_text` (4 significant decimals, ``nan``, blanks for
   ``None``).
 
@@ -37,7 +38,8 @@ STUDY_COUNT_STATES: tuple[str, ...] = tuple(s for s in TRIAL_STATES if s != Tria
 
 #: Table columns whose cells are right-aligned.
 NUMERIC_COLUMNS = frozenset(
-    "rank trial value epochs duration_s best trials target limit".split() + list(STUDY_COUNT_STATES)
+    "rank trial value epochs epochs_trained duration_s best trials target limit".split()
+    + list(STUDY_COUNT_STATES)
 )
 
 
@@ -107,6 +109,10 @@ def to_json(obj: Any) -> str:
 def _csv_cell(v: Any) -> Any:
     if v is None:
         return ""
+    if isinstance(v, float) and math.isfinite(v):
+        # Metrics are float32 in float64 clothing (0.8838000297546387): 7 significant digits
+        # are all a float32 holds, and all a spreadsheet should show.
+        return float(f"{v:.7g}")
     if isinstance(v, datetime | date):
         return v.isoformat()
     return v
@@ -125,6 +131,23 @@ def csv_text(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 # -- tables ----------------------------------------------------------------------------------
 
 
+#: The width of a table written to a file or a pipe (nothing there wraps long lines).
+WIDE = 200
+
+
+def output_width() -> int:
+    """A terminal's width when stdout is one (cells fold to fit), else :data:`WIDE`."""
+    import shutil
+    import sys
+
+    try:
+        if sys.stdout.isatty():
+            return max(40, shutil.get_terminal_size((WIDE, 24)).columns)
+    except (AttributeError, ValueError):  # a closed or replaced stdout
+        pass
+    return WIDE
+
+
 def table_text(
     headers: Sequence[str],
     rows: Sequence[Sequence[Any]],
@@ -134,7 +157,8 @@ def table_text(
     cell: Callable[[str, Any], str] | None = None,
     overflow: str = "fold",
 ) -> str:
-    """``rows`` as a plain-text Rich table (no colour, 200 characters wide, no trailing newline).
+    """``rows`` as a plain-text Rich table (no colour, :func:`output_width` wide, no trailing
+    newline).
 
     ``right`` names the right-aligned columns; ``cell(column, value)`` writes a cell (by default
     :func:`value_text` of the value); ``overflow`` is what Rich does with a cell too wide.
@@ -150,7 +174,9 @@ def table_text(
             table.add_row(*[value_text(c) for c in r])
         else:
             table.add_row(*[cell(h, c) for h, c in zip(headers, r, strict=True)])
-    console = Console(file=io.StringIO(), width=200, force_terminal=False, color_system=None)
+    console = Console(
+        file=io.StringIO(), width=output_width(), force_terminal=False, color_system=None
+    )
     console.print(table)
     return console.file.getvalue().rstrip("\n")
 
@@ -161,6 +187,8 @@ def table_text(
 def trial_dict(t: TrialRecord, rank: int | None = None) -> dict[str, Any]:
     """A trial as a JSON-ready dict (``rank`` first when given)."""
     out = t.to_dict()
+    # The name `export` and the tables use; ``epochs`` stays for scripts that read it.
+    out["epochs_trained"] = t.epochs
     if rank is not None:
         out = {"rank": rank, **out}
     return json_safe(out)
@@ -172,7 +200,14 @@ def render_trials(
     """``best`` and ``trials``: JSON objects; CSV with one column per parameter; a table."""
     if fmt == "json":
         return to_json([trial_dict(t, i + 1 if ranked else None) for i, t in enumerate(trials)])
-    headers = (["rank"] if ranked else []) + ["trial", "state", "value", "epochs", "duration_s"]
+    # epochs_trained, as in `export` (whose `epochs` is a configuration's maximum).
+    headers = (["rank"] if ranked else []) + [
+        "trial",
+        "state",
+        "value",
+        "epochs_trained",
+        "duration_s",
+    ]
     if with_test:
         headers += ["test_accuracy", "test_loss"]
     if fmt == "csv":

@@ -72,6 +72,8 @@ class RunRequest:
     hyperband_iterations: int | None = None
     #: Optuna engine: which pruner ends weak trials (one of PRUNERS; None: stored or default).
     pruner: str | None = None
+    #: Per-trial TensorBoard logs under this folder (this run only; not stored with the study).
+    tensorboard: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,8 @@ class StudyPlan:
     pruner: str = DEFAULT_PRUNER
     #: A space fitted to the data (spaces.fit): the template and statistics it was fitted from.
     space_fit: dict[str, Any] | None = None
+    #: TensorBoard logs of this run's trials go to <tensorboard_dir>/<study>/trial-NNNN.
+    tensorboard_dir: str | None = None
 
     @property
     def uid(self) -> str | None:
@@ -195,6 +199,12 @@ def check_request(req: RunRequest) -> None:
         raise UsageError(f"--engine {req.engine}: expected one of {', '.join(ENGINES)}")
     if req.pruner is not None and req.pruner not in PRUNERS:
         raise UsageError(f"--pruner {req.pruner}: expected one of {', '.join(PRUNERS)}")
+    if req.tensorboard is not None and Path(req.tensorboard).expanduser().exists():
+        if not Path(req.tensorboard).expanduser().is_dir():
+            raise UsageError(
+                f"--tensorboard {req.tensorboard}: expected a folder for TensorBoard logs, got an "
+                "existing file"
+            )
     if req.time_budget is not None and not (math.isfinite(req.time_budget) and req.time_budget > 0):
         raise UsageError(f"--time-budget {req.time_budget}: expected a finite positive duration")
 
@@ -291,6 +301,7 @@ def resolve_plan(
             hyperband=hb,
             stored=None,
             pruner=req.pruner or DEFAULT_PRUNER,
+            tensorboard_dir=_absolute(req.tensorboard),
         )
 
     if req.engine is not None and req.engine != stored.engine:
@@ -389,6 +400,7 @@ def resolve_plan(
         stored=stored,
         pruner=req.pruner or _stored_pruner(options),
         space_fit=space_fit,
+        tensorboard_dir=_absolute(req.tensorboard),
     )
 
 

@@ -164,8 +164,18 @@ def record_study(
     return saved
 
 
-def run_search(req: RunRequest, observer: Observer | None = None) -> RunSummary:
-    """Create or continue a study and run trials until it holds its target of finished trials."""
+def run_search(
+    req: RunRequest,
+    observer: Observer | None = None,
+    *,
+    hard_abort: bool = False,
+    progress: str = "off",
+) -> RunSummary:
+    """Create or continue a study and run trials until it holds its target of finished trials.
+
+    ``hard_abort``: a second Ctrl-C ends the process (the command line; never in a notebook).
+    ``progress``: how ``--workers N`` processes show theirs (``log``: their own lines, else none).
+    """
     observer = observer or SilentObserver()
     check_request(req)
     # Everything is validated before the database is touched: a refused run creates nothing.
@@ -179,7 +189,7 @@ def run_search(req: RunRequest, observer: Observer | None = None) -> RunSummary:
     db = StudyDatabase(req.storage)
     try:
         started = time.perf_counter()
-        ran = _run(db, plan, source, observer)
+        ran = _run(db, plan, source, observer, hard_abort=hard_abort, progress=progress)
         seconds = time.perf_counter() - started
         counts: dict[str, int] = {}
         for t in db.trials(plan.study):
@@ -199,7 +209,22 @@ def run_search(req: RunRequest, observer: Observer | None = None) -> RunSummary:
         db.dispose()
 
 
-def _run(db: StudyDatabase, plan: StudyPlan, source: DataSource, observer: Observer) -> int:
+def _announce(db: StudyDatabase, plan: StudyPlan, observer: Observer, resumed: bool) -> None:
+    """Tell the observer where the study stands (finished trials, target, time budget)."""
+    observer.study_ready(plan.study, finished_count(db, plan.study), plan.target, resumed)
+    spent = sum(t.duration_s or 0.0 for t in db.trials(plan.study) if t.state != "running")
+    observer.time_budget(plan.time_budget, spent, plan.workers)
+
+
+def _run(
+    db: StudyDatabase,
+    plan: StudyPlan,
+    source: DataSource,
+    observer: Observer,
+    *,
+    hard_abort: bool = False,
+    progress: str = "off",
+) -> int:
     from search import tfenv
     from search.artefacts import KERAS_TUNER, StudyArtefacts, artefact_base
 
@@ -221,17 +246,12 @@ def _run(db: StudyDatabase, plan: StudyPlan, source: DataSource, observer: Obser
             db, plan, engine.study_id, source, engine, artefacts.checkpoints(), observer
         )
         recovered = runner.recover()
-        observer.study_ready(
-            plan.study,
-            finished_count(db, plan.study),
-            plan.target,
-            plan.existing or bool(recovered),
-        )
+        _announce(db, plan, observer, plan.existing or bool(recovered))
         with atomic_kt_state(), warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
             # Hyperband's warm start loads weights into a fresh optimiser by design.
             warnings.filterwarnings("ignore", message=".*Skipping variable loading for optimizer.*")
             with tfenv.startup_objects_frozen():
-                ran = runner.run_all()
+                ran = runner.run_all(hard_abort=hard_abort)
         runner.drop_checkpoints()
         return ran
 
@@ -251,11 +271,16 @@ def _run(db: StudyDatabase, plan: StudyPlan, source: DataSource, observer: Obser
         # recovered); other workers joining later share this count.
         running = len(db.trials(plan.study, [TrialState.RUNNING.value]))
         db.set_claimed(engine.study_id, finished_count(db, plan.study) + running)
-    observer.study_ready(
-        plan.study, finished_count(db, plan.study), plan.target, plan.existing or bool(recovered)
-    )
+    _announce(db, plan, observer, plan.existing or bool(recovered))
     if plan.workers > 1:
-        return spawn_workers(db, plan.study, plan.workers, observer)
+        return spawn_workers(
+            db,
+            plan.study,
+            plan.workers,
+            observer,
+            progress=progress,
+            tensorboard=plan.tensorboard_dir,
+        )
 
     def before_trial() -> bool:
         # Another local worker killed mid-trial is noticed before this one's next trial.
@@ -263,7 +288,7 @@ def _run(db: StudyDatabase, plan: StudyPlan, source: DataSource, observer: Obser
         return True
 
     with tfenv.startup_objects_frozen():
-        return runner.run_all(before_trial)
+        return runner.run_all(before_trial, hard_abort=hard_abort)
 
 
 def delete_study(db: StudyDatabase, study: str) -> int:

@@ -19,6 +19,8 @@ _done = False
 def quiet_import() -> None:
     global _done
     if _done or "tensorflow" in sys.modules:
+        if not _done:
+            _quiet_python_loggers()
         _done = True
         return
     _done = True
@@ -43,6 +45,15 @@ def quiet_import() -> None:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+    _quiet_python_loggers()
+
+
+def _quiet_python_loggers() -> None:
+    """TensorFlow's Python-side warnings (``5 out of the last 5 calls ... triggered tf.function
+    retracing``: trials of different shapes retrace by design) stay out of progress and logs."""
+    import logging
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 @contextmanager

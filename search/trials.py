@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import re
 import signal
 import socket
 import threading
@@ -62,6 +63,14 @@ class Observer(Protocol):
     def trial_finished(
         self, number: int, state: str, value: float | None, finished: int
     ) -> None: ...
+    def time_budget(self, budget_s: float | None, spent_s: float, workers: int) -> None:
+        """The study's time budget and the training time it had used before this run."""
+    def batch_done(self, number: int, batch: int, steps: int | None) -> None:
+        """Progress within an epoch (called at most a few times a second)."""
+    def workers_status(self, rows: list[Any], finished: int, trial_seconds: list[float]) -> None:
+        """``--workers N``: what each worker process runs now (search.progress.WorkerRow), the
+        study's finished trials and their durations."""
+    def close(self) -> None: ...
 
 
 class SilentObserver:
@@ -75,6 +84,18 @@ class SilentObserver:
         pass
 
     def trial_finished(self, number: int, state: str, value: float | None, finished: int) -> None:
+        pass
+
+    def time_budget(self, budget_s: float | None, spent_s: float, workers: int) -> None:
+        pass
+
+    def batch_done(self, number: int, batch: int, steps: int | None) -> None:
+        pass
+
+    def workers_status(self, rows: list[Any], finished: int, trial_seconds: list[float]) -> None:
+        pass
+
+    def close(self) -> None:
         pass
 
 
@@ -212,10 +233,16 @@ def heartbeat(db: StudyDatabase, trial_id: int) -> Iterator[None]:
 
 
 class InterruptGuard:
-    """First Ctrl-C: stop the trial cleanly (KeyboardInterrupt). Second: abort at once."""
+    """First Ctrl-C: stop the trial cleanly (KeyboardInterrupt). Second: abort at once.
 
-    def __init__(self) -> None:
+    In the command line (``hard_abort``) the second Ctrl-C ends the process (exit 130). Anywhere
+    else (the Python API in a notebook, whose kernel must survive) it raises KeyboardInterrupt
+    again, out of the clean-up; a trial it leaves ``running`` is recovered by its stale heartbeat.
+    """
+
+    def __init__(self, hard_abort: bool = False) -> None:
         self.count = 0
+        self.hard_abort = hard_abort
         self._previous: Any = None
 
     def __enter__(self) -> InterruptGuard:
@@ -226,16 +253,80 @@ class InterruptGuard:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.count += 1
         if self.count > 1:
-            os.write(2, b"\nrnnsearch: aborted\n")
-            os._exit(130)
+            if self.hard_abort:
+                os.write(2, b"\nrnnsearch: aborted\n")
+                os._exit(130)
+            # Nothing after this one is caught here: the caller's own handler takes over.
+            self.__exit__()
         raise KeyboardInterrupt
 
     def __exit__(self, *exc: object) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 # -- the runner -----------------------------------------------------------------------------
+
+
+#: Per-epoch metrics written as Optuna user attributes (lists, epoch 1 first).
+CURVE_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+def curve_attrs(history: list[dict[str, float]], seconds: list[float]) -> dict[str, Any]:
+    """A trial's learning curves as Optuna user attributes: ``epoch_loss`` = [epoch 1, ...]."""
+    out: dict[str, Any] = {}
+    for key in CURVE_METRICS:
+        if any(key in h for h in history):
+            out[f"epoch_{key}"] = [
+                round(h[key], 6) if key in h else None for h in history
+            ]
+    out["epoch_seconds"] = [round(x, 3) for x in seconds]
+    return out
+
+
+#: Seconds between two reports of progress within an epoch (each costs a display update).
+BATCH_REPORT_EVERY_S = 0.5
+
+
+def batch_progress_callback(observer: Observer, number: int) -> Any:
+    """A Keras callback telling the observer how far the running epoch is (long epochs)."""
+    import keras
+
+    class BatchProgress(keras.callbacks.Callback):
+        # It reads no logs, so Keras may call it from its dispatch thread without waiting for
+        # the step's results (a hook that is not async-safe makes Keras sync every batch).
+        async_safe = True
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._last = 0.0
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            now = time.perf_counter()
+            if now - self._last >= BATCH_REPORT_EVERY_S:
+                self._last = now
+                steps = (self.params or {}).get("steps")
+                observer.batch_done(number, batch + 1, int(steps) if steps else None)
+
+    return BatchProgress()
+
+
+def tensorboard_callback(root: str, study: str, number: int) -> Any:
+    """Keras' TensorBoard callback writing to ``root/<study>/trial-<number>`` (one run folder a
+    trial, so TensorBoard lists trials by study and number; characters other than letters,
+    digits, '.', '_' and '-' in the study's name become '_')."""
+    import keras
+
+    # A study's name is no safe folder name (`..`, `a/b`): only letters, digits, '.', '_', '-'.
+    folder = re.sub(r"[^A-Za-z0-9._-]", "_", study)
+    if set(folder) <= {"."}:
+        folder = folder.replace(".", "_")
+    log_dir = os.path.join(root, folder, f"trial-{number:04d}")
+    # No graph or histograms: a trial's scalars (loss, accuracy per epoch) are what is compared.
+    return keras.callbacks.TensorBoard(
+        log_dir=log_dir, write_graph=False, histogram_freq=0, update_freq="epoch"
+    )
 
 
 class _EpochReporter:
@@ -272,6 +363,7 @@ class _EpochReporter:
             self._best = max(self._best, value)
         faults.point("after-checkpoint")
         runner.record_epoch(order, epoch, metrics, seconds)
+        runner.set_user_attrs(order, curve_attrs(self.history, self.seconds))
         faults.point("after-epoch")
         runner.observer.epoch_done(order.number, epoch, order.epochs, metrics)
         return self._judge(epoch, metrics)
@@ -288,6 +380,7 @@ class _EpochReporter:
                 self._best = max(self._best, metrics["val_accuracy"])
             if self._judge(i, metrics):
                 break
+        self.runner.set_user_attrs(self.order, curve_attrs(self.history, self.seconds))
         return self.pruned
 
     def _judge(self, epoch: int, metrics: dict[str, float]) -> bool:
@@ -356,6 +449,11 @@ class TrialRunner:
             seconds=seconds,
         )
 
+    def set_user_attrs(self, order: TrialOrder, attrs: dict[str, Any]) -> None:
+        """Also as Optuna user attributes of the trial, so optuna-dashboard and ``optuna
+        trials`` show them (one transaction)."""
+        self.db.set_trial_user_attrs(order.trial_id, attrs)
+
     # -- recovery ----------------------------------------------------------------------------
     def recover(self) -> list[int]:
         """Mark trials whose worker died interrupted and hand them to the engine; their numbers."""
@@ -419,15 +517,31 @@ class TrialRunner:
         try:
             with heartbeat(self.db, order.trial_id):
                 model, initial_epoch = self._model(order, prepared, reporter, build_model)
+                param_count = int(model.count_params())
                 self.record(
                     order,
                     TrialState.RUNNING,
                     data_fingerprint=prepared.fingerprint,
-                    param_count=int(model.count_params()),
+                    param_count=param_count,
                 )
+                self.set_user_attrs(order, {"param_count": param_count})
                 if not (reporter.pruned or reporter.stopped_early):
+                    callbacks = [batch_progress_callback(self.observer, order.number)]
+                    if self.plan.tensorboard_dir:
+                        callbacks.append(
+                            tensorboard_callback(
+                                self.plan.tensorboard_dir, self.plan.study, order.number
+                            )
+                        )
                     fit_started = time.perf_counter()
-                    fit(model, prepared, order.config, reporter, initial_epoch=initial_epoch)
+                    fit(
+                        model,
+                        prepared,
+                        order.config,
+                        reporter,
+                        initial_epoch=initial_epoch,
+                        callbacks=callbacks,
+                    )
                     # Time inside Keras' fit (epochs, its own set-up and tear-down): overhead.
                     fit_seconds = round(time.perf_counter() - fit_started, 3)
         except TrialFailed as exc:
@@ -533,21 +647,29 @@ class TrialRunner:
             reason=reason,
             val_accuracy=tuple(values),
         )
+        wall_seconds = time.perf_counter() - started
         self.record(
             order,
             state,
             reason=reason,
-            wall_seconds=time.perf_counter() - started,
+            wall_seconds=wall_seconds,
             extra={"best_epoch": best_epoch, **(extra or {})},
         )
+        attrs: dict[str, Any] = {"wall_seconds": round(wall_seconds, 3), "best_epoch": best_epoch}
+        if reason:
+            attrs["reason"] = reason
+        self.set_user_attrs(order, attrs)
         return outcome
 
     # -- the loop ------------------------------------------------------------------------------
-    def run_all(self, before_trial: Callable[[], bool] | None = None) -> int:
-        """Run the engine's trials until it orders none; return how many ran."""
+    def run_all(
+        self, before_trial: Callable[[], bool] | None = None, *, hard_abort: bool = False
+    ) -> int:
+        """Run the engine's trials until it orders none; return how many ran (``hard_abort``:
+        a second Ctrl-C ends the process, see :class:`InterruptGuard`)."""
         ran = 0
         failures_in_a_row = 0
-        with InterruptGuard():
+        with InterruptGuard(hard_abort):
             while True:
                 if before_trial is not None and not before_trial():
                     break

@@ -129,6 +129,13 @@ _o_user_attrs = Table(
     Column("key", String),
     Column("value_json", String),
 )
+_o_trial_user_attrs = Table(
+    "trial_user_attributes",
+    _optuna_meta,
+    Column("trial_id", Integer),
+    Column("key", String),
+    Column("value_json", String),
+)
 _o_intermediate = Table(
     "trial_intermediate_values",
     _optuna_meta,
@@ -1032,6 +1039,38 @@ class StudyDatabase:
                 )
             row.test_loss = float(loss)
             row.test_accuracy = float(accuracy)
+            # Also as Optuna user attributes (optuna-dashboard, `optuna trials`); Optuna's API
+            # refuses to change a finished trial.
+            self._write_user_attrs(
+                s,
+                trial_id,
+                {"test_loss": round(float(loss), 6), "test_accuracy": round(float(accuracy), 6)},
+            )
+
+    def set_trial_user_attrs(self, trial_id: int, attrs: Mapping[str, Any]) -> None:
+        """Set Optuna user attributes of a trial, all in one transaction (Optuna's API writes
+        one attribute per transaction: 5 per epoch cost 90 ms on a busy 2-core machine)."""
+        with self.session("cannot write") as s:
+            self._write_user_attrs(s, trial_id, attrs)
+
+    @staticmethod
+    def _write_user_attrs(s: Session, trial_id: int, attrs: Mapping[str, Any]) -> None:
+        """Optuna's ``trial_user_attributes`` rows (key, JSON value), replaced key by key."""
+        if not attrs:
+            return
+        table = _o_trial_user_attrs
+        s.execute(
+            delete(table).where(
+                and_(table.c.trial_id == trial_id, table.c.key.in_(list(attrs)))
+            )
+        )
+        s.execute(
+            table.insert(),
+            [
+                {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
+                for key, value in attrs.items()
+            ],
+        )
 
     def epochs(self, trial_id: int) -> list[EpochRecord]:
         with self.session("cannot read") as s:

@@ -299,7 +299,7 @@ def test_trials_csv_columns_and_quoting():
         "trial",
         "state",
         "value",
-        "epochs",
+        "epochs_trained",
         "duration_s",
         "cell",
         "lr",
@@ -311,7 +311,7 @@ def test_trials_csv_columns_and_quoting():
         "trial": "0",
         "state": "complete",
         "value": "0.8125",
-        "epochs": "2",
+        "epochs_trained": "2",
         "duration_s": "12.345",
         "cell": "lstm",
         "lr": "",
@@ -330,7 +330,7 @@ def test_trials_csv_ranked_with_test_metrics():
         "trial",
         "state",
         "value",
-        "epochs",
+        "epochs_trained",
         "duration_s",
         "test_accuracy",
         "test_loss",
@@ -348,7 +348,7 @@ def test_trials_table():
         "trial",
         "state",
         "value",
-        "epochs",
+        "epochs_trained",
         "duration_s",
         "test_accuracy",
         "test_loss",
@@ -369,12 +369,14 @@ def test_trials_table():
     assert rows[1][:6] == ["2", "3", "failed", "", "2", ""]
     assert rows[2][3] == "nan" and rows[2][5] == "0"  # 0.04 s rounds to 0.0
     unranked = render_trials(trials_sample(), "table")
-    assert table_header(unranked) == ["trial", "state", "value", "epochs", "duration_s", "params"]
+    assert table_header(unranked) == [
+        "trial", "state", "value", "epochs_trained", "duration_s", "params"
+    ]  # fmt: skip
 
 
 def test_no_trials():
     assert json.loads(render_trials([], "json")) == []
-    assert render_trials([], "csv") == "trial,state,value,epochs,duration_s"
+    assert render_trials([], "csv") == "trial,state,value,epochs_trained,duration_s"
     assert table_lines(render_trials([], "table")) == []
 
 

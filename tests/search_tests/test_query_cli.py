@@ -126,7 +126,9 @@ def test_best_where_top_and_formats(study):
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert rows and all(r["maxlen"] == "40" for r in rows)
-    assert list(rows[0])[:6] == ["rank", "trial", "state", "value", "epochs", "duration_s"]
+    assert list(rows[0])[:6] == [
+        "rank", "trial", "state", "value", "epochs_trained", "duration_s"
+    ]  # fmt: skip
     table = invoke("best", STUDY, "--where", "maxlen=40", "--storage", url)
     assert table.exit_code == 0 and "maxlen=40" in table.stdout
 

@@ -305,6 +305,9 @@ def test_ctrl_c_marks_the_trial_interrupted_and_resume_continues(tmp_path, imdb_
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
     assert err.strip().splitlines()[-1] == "rnnsearch: interrupted"
+    # Before it: what finished, and the command that continues (issue 20).
+    assert "rnnsearch: study crash: 0/" in err
+    assert "rnnsearch: continue with: rnnsearch resume crash" in err
     states = {t["number"]: t["state"] for t in _trials(env)}
     assert sorted(states.values()) == ["interrupted", "waiting"], states
     [cut] = [t for t in _trials(env) if t["state"] == "interrupted"]

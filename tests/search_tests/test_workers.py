@@ -77,6 +77,8 @@ def test_two_training_workers_finish_a_study(tmp_path, imdb_npz):
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert json.loads(run.stdout)["finished"] == 4
+    # The summary counts the workers' trials (issue 20: it said 3 when 6 ran).
+    assert json.loads(run.stdout)["ran"] == 4
     trials = _trials(env)
     assert len(trials) == 4
     assert {t["state"] for t in trials} <= {"complete", "pruned"}
