@@ -462,6 +462,15 @@ def run(
     ] = None,
     backend: BackendOpt = None,
     jit: JitOpt = None,
+    pruner: Annotated[
+        str | None,
+        typer.Option(
+            "--pruner",
+            help="Optuna engine: median, median-warmup (default), patient, halving or none "
+            "(stored with the study).",
+            show_default=False,
+        ),
+    ] = None,
     tensorboard: TensorBoardOpt = None,
     storage: StorageOpt = None,
     quiet: QuietOpt = False,
@@ -498,6 +507,7 @@ def run(
             sampler=sampler,
             backend=backend.value if backend else None,
             jit_compile=jit,
+            pruner=pruner,
             tensorboard=tensorboard,
         ),
         progress=ProgressMode.off if quiet else progress,
@@ -1246,8 +1256,30 @@ def spaces_show(
     fmt: Annotated[SpaceFormat, typer.Option("--format", "-f", help="toml or json.")] = (
         SpaceFormat.toml
     ),
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="Show the space fitted to this data, as `run --data` fits it for a new study "
+            '(spaces with fit = "data", such as default).',
+            show_default=False,
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="With --data: a stratified slice of N training examples.")
+    ] = None,
+    text_col: Annotated[
+        str | None, typer.Option("--text-col", help="With --data: text column.")
+    ] = None,
+    label_col: Annotated[
+        str | None, typer.Option("--label-col", help="With --data: label column.")
+    ] = None,
+    split_col: Annotated[
+        str | None, typer.Option("--split-col", help="With --data: train/test column.")
+    ] = None,
+    debug: DebugOpt = False,
 ) -> None:
-    """Print a space (a built-in's TOML source, or the validated JSON form)."""
+    """Print a space (a built-in's TOML source, or the validated JSON form); with --data, the
+    space fitted to that data."""
 
     def body() -> None:
         from search.output import to_json
@@ -1255,7 +1287,13 @@ def spaces_show(
         from spaces.loader import builtin_text
 
         sp = load_space(name)
-        if fmt is SpaceFormat.json:
+        if data is None and (limit, text_col, label_col, split_col) != (None,) * 4:
+            from search.errors import UsageError
+
+            raise UsageError("--limit, --text-col, --label-col and --split-col need --data")
+        if data is not None:
+            _show_fitted(sp, fmt, data, limit, text_col, label_col, split_col)
+        elif fmt is SpaceFormat.json:
             _echo(to_json(sp.to_dict()))
         elif name in builtin_names() and not os.path.exists(name):
             _echo(builtin_text(name).rstrip("\n"))
@@ -1263,7 +1301,44 @@ def spaces_show(
             with open(name, encoding="utf-8") as fh:
                 _echo(fh.read().rstrip("\n"))
 
-    guarded(body)
+    guarded(body, debug)
+
+
+def _show_fitted(
+    space: Any,
+    fmt: SpaceFormat,
+    data: str,
+    limit: int | None,
+    text_col: str | None,
+    label_col: str | None,
+    split_col: str | None,
+) -> None:
+    """`spaces show NAME --data FILE`: the space as a new study on that data would store it."""
+    from search.data import load_source, normalise_options
+    from search.output import to_json
+    from search.service import fit_to_source
+    from search.validation import check_count
+    from spaces.space import space_toml
+
+    check_count("--limit", limit)
+    options = normalise_options(
+        {"text_col": text_col, "label_col": label_col, "split_col": split_col}
+    )
+    source = load_source(data, limit=limit, options=options)
+    fitted, record = fit_to_source(space, source)
+    if fmt is SpaceFormat.json:
+        _echo(to_json({**fitted.to_dict(), "fitted_to": record}))
+        return
+    comments = [f"{space.name} fitted to {data}" + (f" (--limit {limit})" if limit else "")]
+    if record is None:
+        comments = [f'{space.name} is not fitted to data (no fit = "data"); shown as it is']
+    else:
+        stats = record["stats"]
+        comments.append(
+            ", ".join(f"{k} {v}" for k, v in stats.items() if k not in ("kind",))
+            + f" ({stats['kind']})"
+        )
+    _echo(space_toml(fitted, comments).rstrip("\n"))
 
 
 @spaces_app.command("validate")

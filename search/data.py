@@ -18,12 +18,15 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from search.datasets import cache, imdb, readers
 from search.errors import DataError, UsageError
+
+if TYPE_CHECKING:
+    from spaces.fit import DataStats
 
 #: Keras' IMDB out-of-vocabulary id (its reading conventions: :mod:`search.datasets.imdb`).
 IMDB_OOV_CHAR = 2
@@ -258,6 +261,39 @@ class DataSource:
             vocab_size=vocab,
             features=self.features,
             variable_length=self.bucketing,
+        )
+
+    def fit_stats(self) -> DataStats:
+        """The statistics a data-fitted space (spaces.fit) reads: of the training part that
+        trials fit on (the validation rows excluded, like the text vocabulary)."""
+        from spaces.fit import DataStats
+
+        train_idx, _ = self.split()
+        part = self.train.take(train_idx)
+        lengths = part.lengths
+        p50, p90, p99 = (
+            int(np.ceil(np.percentile(lengths, q))) if len(lengths) else 0 for q in (50, 90, 99)
+        )
+        words = first = None
+        if self.kind == "tokens":
+            # Ids below the first word are padding, start and out-of-vocabulary marks. Word ids
+            # are ranked by frequency (Keras' IMDB index, TextVectorization), so the words seen
+            # twice are about the first `words` ids.
+            first = self.oov_id + 1
+            counts = np.bincount(part.tokens.astype(np.int64), minlength=first)
+            words = int((counts[first:] >= 2).sum())
+        return DataStats(
+            kind=self.kind,
+            examples=len(part),
+            num_classes=self.num_classes,
+            length_min=int(lengths.min()) if len(lengths) else 0,
+            length_p50=p50,
+            length_p90=p90,
+            length_p99=p99,
+            length_max=int(lengths.max(initial=0)),
+            words_seen_twice=words,
+            first_word_id=first,
+            features=self.features,
         )
 
     def _encode(self, seqs: TokenSequences, vocab: int | None) -> TokenSequences:

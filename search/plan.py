@@ -18,6 +18,7 @@ from search.backend import check_backend, default_backend
 from search.errors import UsageError
 from search.objectives import DEFAULT_OBJECTIVES
 from spaces import Space, load_space
+from spaces.fit import is_template_of
 from storage import StudyConfig
 
 ENGINES = ("optuna", "hyperband")
@@ -29,6 +30,12 @@ DEFAULT_MAX_EPOCHS = 5
 DEFAULT_KEEP_CHECKPOINTS = 3
 DEFAULT_FACTOR = 3
 DEFAULT_ITERATIONS = 1
+#: Optuna's pruners a study may use (built by search.engines.optuna_engine.make_pruner); the
+#: default was chosen by measurement (bench/pruners.py, docs/default-space.md).
+PRUNERS = ("median", "median-warmup", "patient", "halving", "none")
+DEFAULT_PRUNER = "median-warmup"
+#: Studies from before the pruner was stored ran the plain median rule, and keep it.
+LEGACY_PRUNER = "median"
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,8 @@ class RunRequest:
     #: Keras backend (``search.backend``) and compiled training steps (None: stored/default).
     backend: str | None = None
     jit_compile: bool | None = None
+    #: Optuna engine: which pruner ends weak trials (one of PRUNERS; None: stored or default).
+    pruner: str | None = None
     #: Per-trial TensorBoard logs under this folder (this run only; not stored with the study).
     tensorboard: str | None = None
 
@@ -134,6 +143,10 @@ class StudyPlan:
     def multi_objective(self) -> bool:
         return len(self.objectives) > 1
 
+    #: Optuna engine: the pruner's name (one of PRUNERS).
+    pruner: str = DEFAULT_PRUNER
+    #: A space fitted to the data (spaces.fit): the template and statistics it was fitted from.
+    space_fit: dict[str, Any] | None = None
     #: TensorBoard logs of this run's trials go to <tensorboard_dir>/<study>/trial-NNNN.
     tensorboard_dir: str | None = None
 
@@ -174,14 +187,21 @@ class StudyPlan:
                 }
             )
         else:
+            from search.engines.pruners import pruner_description
+
             out.update(
                 {
                     "sampler": SAMPLER_TEXT[self.sampler],
                     "sampler_name": self.sampler,
-                    "pruner": "MedianPruner(n_startup_trials=3, n_warmup_steps=1)",
+                    "pruner": self.pruner,
+                    "pruner_rule": pruner_description(self.pruner),
                 }
             )
         out["objectives"] = list(self.objectives)
+        if self.space_fit is not None:
+            out["space_fit"] = self.space_fit
+        else:  # a changed space (--allow-space-change) was not fitted from that template
+            out.pop("space_fit", None)
         return out
 
 
@@ -227,12 +247,18 @@ def check_request(req: RunRequest) -> None:
     if req.objectives is not None:
         from search.objectives import parse_objectives
 
-        parse_objectives(req.objectives)
+        if len(parse_objectives(req.objectives)) > 1 and req.pruner not in (None, "none"):
+            raise UsageError(
+                f"--pruner {req.pruner}: Optuna does not prune multi-objective studies "
+                f"(--objectives {req.objectives}); use --patience to end trials early"
+            )
     if req.sampler is not None and req.sampler not in SAMPLERS:
         raise UsageError(f"--sampler {req.sampler}: expected one of {', '.join(SAMPLERS)}")
     check_backend(req.backend)
     if req.engine is not None and req.engine not in ENGINES:
         raise UsageError(f"--engine {req.engine}: expected one of {', '.join(ENGINES)}")
+    if req.pruner is not None and req.pruner not in PRUNERS:
+        raise UsageError(f"--pruner {req.pruner}: expected one of {', '.join(PRUNERS)}")
     if req.tensorboard is not None and Path(req.tensorboard).expanduser().exists():
         if not Path(req.tensorboard).expanduser().is_dir():
             raise UsageError(
@@ -276,6 +302,11 @@ def _check_engine_options(req: RunRequest, engine: str) -> None:
         if req.hyperband_iterations is not None and req.hyperband_iterations < 1:
             raise UsageError(
                 f"--hyperband-iterations {req.hyperband_iterations}: expected a positive integer"
+            )
+        if req.pruner is not None:
+            raise UsageError(
+                f"--pruner {req.pruner}: applies to --engine optuna only (Hyperband's schedule "
+                "decides which trials go on)"
             )
     elif req.hyperband_factor is not None or req.hyperband_iterations is not None:
         flag = "--factor" if req.hyperband_factor is not None else "--hyperband-iterations"
@@ -341,6 +372,7 @@ def resolve_plan(
             stored=None,
             objectives=_objectives(req.objectives),
             sampler=req.sampler or DEFAULT_SAMPLER,
+            pruner=req.pruner or DEFAULT_PRUNER,
             tensorboard_dir=_absolute(req.tensorboard),
         )
 
@@ -351,14 +383,20 @@ def resolve_plan(
         )
     _check_engine_options(req, stored.engine)
     space = Space.from_json(stored.space_json, source=f"study {req.study!r}")
-    if requested_space is not None and requested_space.fingerprint != space.fingerprint:
+    space_fit = stored.options.get("space_fit")
+    if (
+        requested_space is not None
+        and requested_space.fingerprint != space.fingerprint
+        # the template the stored space was fitted from is the same space
+        and not is_template_of(requested_space, space_fit)
+    ):
         if not req.allow_space_change:
             raise UsageError(
                 f"--space {req.space}: differs from the space study {req.study!r} was started "
                 f"with ({stored.space_name}); pass --allow-space-change to continue with the new "
                 "space, or omit --space to keep the stored one"
             )
-        space = requested_space
+        space, space_fit = requested_space, None
     stored_data = stored.data.get("source")
     if req.data is not None and req.data != stored_data:
         raise UsageError(
@@ -451,6 +489,8 @@ def resolve_plan(
         stored=stored,
         objectives=objectives,
         sampler=sampler,
+        pruner=req.pruner or _stored_pruner(options),
+        space_fit=space_fit,
         tensorboard_dir=_absolute(req.tensorboard),
     )
 
@@ -459,6 +499,11 @@ def _objectives(text: str | None) -> tuple[str, ...]:
     from search.objectives import parse_objectives
 
     return parse_objectives(text) if text is not None else DEFAULT_OBJECTIVES
+
+def _stored_pruner(options: dict[str, Any]) -> str:
+    """The pruner a study ran with; studies from before it was stored by name ran the median."""
+    stored = options.get("pruner")
+    return stored if stored in PRUNERS else LEGACY_PRUNER
 
 
 def _absolute(folder: str | None) -> str | None:

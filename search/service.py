@@ -12,9 +12,9 @@ import sys
 import time
 import uuid
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from search.backend import activate
 from search.errors import UsageError
@@ -115,6 +115,26 @@ def plan_for(req: RunRequest, requested_space: Space | None) -> StudyPlan:
         view.dispose()
 
 
+def fit_to_source(space: Space, source: DataSource) -> tuple[Space, dict[str, Any] | None]:
+    """``space`` fitted to ``source`` if it asks for it (``fit = "data"``, the default), and
+    what the study stores about the fitting (None for a space that is not fitted)."""
+    if space.fit is None:
+        return space, None
+    from spaces.fit import fit_record, fit_space
+
+    stats = source.fit_stats()
+    return fit_space(space, stats), fit_record(space, stats)
+
+
+def fitted_plan(plan: StudyPlan, source: DataSource) -> StudyPlan:
+    """The plan with its space fitted to the data. Only a template is fitted: a study stores
+    the fitted space, so its resumes and workers run it as stored and never fit again."""
+    if plan.space.fit is None:
+        return plan
+    space, record = fit_to_source(plan.space, source)
+    return replace(plan, space=space, space_fit=record)
+
+
 def record_study(
     db: StudyDatabase, plan: StudyPlan, source: DataSource, uid: str, extra: dict[str, str]
 ) -> StudyConfig:
@@ -171,6 +191,7 @@ def run_search(
     from search.data import load_source
 
     source = load_source(plan.data, limit=plan.limit, options=plan.data_options)
+    plan = fitted_plan(plan, source)
     db = StudyDatabase(req.storage)
     try:
         started = time.perf_counter()

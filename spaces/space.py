@@ -18,6 +18,9 @@ from spaces.errors import SpaceError
 
 Value = int | float | str | bool
 
+#: What a space may ask to be fitted to before a study runs it (``fit = "data"``: spaces.fit).
+FIT_KINDS = ("data",)
+
 
 @dataclass(frozen=True)
 class DimensionSpec:
@@ -294,6 +297,8 @@ class Space:
     description: str = ""
     #: Configurations to try first (Optuna engine): known-good points that seed the sampler.
     start: tuple[Mapping[str, Value], ...] = ()
+    #: "data": a template whose data-dependent dimensions are fitted per study (spaces.fit).
+    fit: str | None = None
     _by_name: dict[str, Dimension] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -365,6 +370,8 @@ class Space:
             "description": self.description,
             "dimensions": {d.name: dimension_to_dict(d) for d in self.dimensions},
         }
+        if self.fit is not None:
+            out["fit"] = self.fit
         if self.start:
             out["start"] = [dict(p) for p in self.start]
         return out
@@ -399,11 +406,17 @@ class Space:
         """Validate a TOML/JSON document; every error names ``source`` and the dimension."""
         if not isinstance(raw, Mapping):
             raise SpaceError(f"{source}: expected a table, got {type(raw).__name__}")
-        unknown = set(raw) - {"name", "description", "dimensions", "start"}
+        unknown = set(raw) - {"name", "description", "fit", "dimensions", "start"}
         if unknown:
             raise SpaceError(
                 f"{source}: unknown top-level keys {sorted(unknown)}; "
-                "expected name, description, [dimensions], [[start]]"
+                "expected name, description, fit, [dimensions], [[start]]"
+            )
+        fit = raw.get("fit")
+        if fit is not None and fit not in FIT_KINDS:
+            raise SpaceError(
+                f"{source}: fit: expected one of {', '.join(map(json.dumps, FIT_KINDS))}, "
+                f"got {_describe(fit)}"
             )
         name = raw.get("name", source)
         if not isinstance(name, str) or not name:
@@ -419,7 +432,7 @@ class Space:
             except SpaceError as exc:
                 raise SpaceError(f"{source}: {exc}") from None
         try:
-            space = cls(name=name, dimensions=tuple(dims), description=str(description))
+            space = cls(name=name, dimensions=tuple(dims), description=str(description), fit=fit)
         except SpaceError as exc:
             raise SpaceError(f"{source}: {str(exc).split(': ', 1)[1]}") from None
         start_raw = raw.get("start", [])
@@ -485,3 +498,35 @@ def space_from_pairs(name: str, pairs: Sequence[tuple[str, Any]], description: s
     return Space.from_dict(
         {"name": name, "description": description, "dimensions": dict(pairs)}, source=name
     )
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # JSON's escapes are TOML basic-string escapes
+    if isinstance(value, float):
+        text = repr(value)
+        return text if any(c in text for c in ".en") else f"{text}.0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise SpaceError(f"cannot write {value!r} as TOML")
+
+
+def space_toml(space: Space, comments: Sequence[str] = ()) -> str:
+    """``space`` as a space file (what `spaces show` prints and `--space FILE` reads back)."""
+    raw = space.to_dict()
+    lines = [f"# {c}" for c in comments]
+    lines.append(f"name = {_toml_value(raw['name'])}")
+    lines.append(f"description = {_toml_value(raw['description'])}")
+    if "fit" in raw:
+        lines.append(f"fit = {_toml_value(raw['fit'])}")
+    lines += ["", "[dimensions]"]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in raw["dimensions"].items()]
+    for point in raw.get("start", []):
+        lines += ["", "[[start]]"] + [f"{k} = {_toml_value(v)}" for k, v in point.items()]
+    return "\n".join(lines) + "\n"

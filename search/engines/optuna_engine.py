@@ -14,6 +14,7 @@ from typing import Any
 
 import optuna
 
+from search.engines.pruners import make_pruner
 from search.objectives import directions
 from search.plan import StudyPlan
 from search.trials import CutTrial, TrialOrder, TrialOutcome
@@ -82,14 +83,6 @@ def make_sampler(
     )
 
 
-def make_pruner(n_startup_trials: int = 3, n_warmup_steps: int = 1) -> optuna.pruners.BasePruner:
-    # A trial is stopped once its validation accuracy falls below the median of earlier trials
-    # at the same epoch; the first epoch is never judged, it says too little.
-    return optuna.pruners.MedianPruner(
-        n_startup_trials=n_startup_trials, n_warmup_steps=n_warmup_steps
-    )
-
-
 class OptunaEngine:
     """TPE sampling and median pruning over one study, for one worker process."""
 
@@ -124,7 +117,7 @@ class OptunaEngine:
             directions=directions(plan.objectives),
             sampler=sampler,
             # Optuna prunes single-objective studies only; --patience ends trials otherwise.
-            pruner=optuna.pruners.NopPruner() if plan.multi_objective else make_pruner(),
+            pruner=optuna.pruners.NopPruner() if plan.multi_objective else make_pruner(plan.pruner),
             load_if_exists=True,
         )
         return cls(db, plan, study, db.study_id(plan.study))

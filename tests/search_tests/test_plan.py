@@ -176,3 +176,39 @@ def test_checkpoint_dir_is_stored_absolute(tmp_path, monkeypatch):
     assert plan(RunRequest(study="st", checkpoint_dir="shared/ck"), stored).checkpoint_dir == (
         str(tmp_path / "shared" / "ck")
     )
+
+
+def test_a_fitted_study_accepts_its_template_and_keeps_its_pruner():
+    from spaces import load_space
+    from spaces.fit import DataStats, fit_record, fit_space
+
+    template = load_space("default")
+    numbers = DataStats("numeric", 216, 9, 7, 15, 21, 24, 26, features=12)
+    fitted = fit_space(template, numbers)
+    stored = StudyConfig(
+        **{
+            **_stored().__dict__,
+            "space_json": fitted.to_json(),
+            "options": {
+                "max_epochs": 3,
+                "pruner": "halving",
+                "space_fit": fit_record(template, numbers),
+            },
+        }
+    )
+    p = plan(RunRequest(study="st", space="default"), stored, space=template)
+    assert p.space == fitted and p.space_fit == stored.options["space_fit"]
+    assert p.pruner == "halving" and p.options()["space_fit"]["stats"]["examples"] == 216
+    with pytest.raises(UsageError, match="--space cells: differs"):
+        plan(RunRequest(study="st", space="cells"), stored, space=load_space("cells"))
+    changed = plan(
+        RunRequest(study="st", space="cells", allow_space_change=True, pruner="none"),
+        stored,
+        space=load_space("cells"),
+    )
+    assert changed.space_fit is None and "space_fit" not in changed.options()
+    assert changed.pruner == "none"
+    # Studies from before the pruner was stored by name ran the median rule.
+    old = _stored(pruner="MedianPruner(n_startup_trials=3, n_warmup_steps=1)")
+    assert plan(RunRequest(study="st"), old).pruner == "median"
+    assert plan(RunRequest(study="st"), space=_space()).pruner == "median-warmup"
