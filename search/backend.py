@@ -21,10 +21,11 @@ import sys
 from search.errors import UsageError
 
 BACKENDS = ("jax", "tensorflow")
-#: The default: JAX measured fastest at equal accuracy on 2 CPU cores, in steady epochs and in
-#: what compiling costs a trial (bench/compiled_steps.py, docs/benchmarks.md). TensorFlow without
-#: XLA is the fallback where JAX is not installed.
-PREFERRED_BACKEND = "jax"
+#: The default. JAX trains fastest once compiled (bench/compiled_steps.py: 0.26 of plain fit's
+#: time per example for GRU-32), but it compiles 16-25 batch shapes in 11-25 s at the start of
+#: every trial, a quarter of a typical pruned trial on full IMDB: the 20-minute default search
+#: finished fewer trials under JAX than under TensorFlow's graphs (docs/benchmarks.md).
+PREFERRED_BACKEND = "tensorflow"
 
 
 def available(backend: str) -> bool:

@@ -139,25 +139,19 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
     raise TrialFailed(f"optimizer {name!r}: expected one of adam, rmsprop, adamax, sgd")
 
 
-#: Under TensorFlow, XLA pays once a trial trains this many steps (batches times epochs): its
-#: compilations (one per batch shape, 6-9 s in all) cost about what 300 steps of GRU-32 save
-#: (bench/compiled_steps.py, docs/benchmarks.md).
-AUTO_JIT_MIN_STEPS = 300
-
-
 def wants_jit(jit_compile: bool | None, steps: int, bidirectional: bool = False) -> bool:
-    """Whether a model trained for ``steps`` steps compiles its steps: ``jit_compile`` when
-    set, else where compiling pays; JAX always compiles (without jit it runs op by op).
+    """Whether a model compiles its steps: JAX always does (without jit it runs op by op);
+    under TensorFlow, XLA only when asked (``--jit``).
 
-    Under TensorFlow, XLA made a bidirectional GRU-64 two to four times slower per epoch than
-    TensorFlow's own graphs (bench/compiled_steps.py), so *auto* leaves bidirectional models
-    uncompiled there.
+    XLA pays back its compilations (one per batch shape, 20-30 s a trial on 2 cores) only on
+    long unidirectional trials, and made a bidirectional GRU-64 two to four times slower per
+    epoch (bench/compiled_steps.py); a search's trials are mostly short (pruned after an epoch
+    or two), so the default leaves TensorFlow's graphs uncompiled. ``steps`` and
+    ``bidirectional`` are kept for callers that decide per trial.
     """
     if keras.backend.backend() == "jax":
         return True
-    if jit_compile is not None:
-        return bool(jit_compile)
-    return steps >= AUTO_JIT_MIN_STEPS and not bidirectional
+    return bool(jit_compile)
 
 
 def build_model(

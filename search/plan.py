@@ -129,7 +129,7 @@ class StudyPlan:
     #: The Keras backend that trains this run's models and whether training steps are compiled
     #: (XLA under TensorFlow; JAX always compiles).
     backend: str = "tensorflow"
-    #: None: compiled where it pays (``search.model.wants_jit``).
+    #: None: the default (``search.model.wants_jit``: off under TensorFlow).
     jit_compile: bool | None = None
     #: Hyperband's settings (None for the Optuna engine).
     hyperband: HyperbandSchedule | None = None

@@ -258,7 +258,7 @@ def test_a_trial_records_its_backend_and_compilations(tmp_path, imdb_npz):
     common += ["--max-epochs", "1", "--seed", "2", "--storage", url, "--quiet"]
     result = CliRunner().invoke(app, ["run", "--study", "xla", "--jit", "--trials", "1", *common])
     assert result.exit_code == 0, result.output
-    # auto: a 1-epoch trial on 240 reviews is far too short for compiling to pay
+    # by default TensorFlow's graphs are not compiled
     result = CliRunner().invoke(app, ["run", "--study", "auto", "--trials", "1", *common])
     assert result.exit_code == 0, result.output
     db = StudyDatabase(url, create=False)

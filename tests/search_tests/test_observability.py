@@ -86,7 +86,7 @@ def test_each_worker_gets_its_gpu_round_robin_with_memory_growth(tmp_path: Path)
     envs = worker_environments(3, {"PATH": path})
     assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["0", "1", "0"]
     assert all(e["TF_FORCE_GPU_ALLOW_GROWTH"] == "true" for e in envs)
-    # JAX (the default backend) grows its GPU memory too instead of taking 75% up front
+    # --backend jax grows its GPU memory too instead of taking 75% up front
     assert all(e["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false" for e in envs)
     assert [e["RNNSEARCH_WORKER_INDEX"] for e in envs] == ["1", "2", "3"]
     # The GPUs a user made visible are the ones shared out.
