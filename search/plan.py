@@ -500,6 +500,7 @@ def _objectives(text: str | None) -> tuple[str, ...]:
 
     return parse_objectives(text) if text is not None else DEFAULT_OBJECTIVES
 
+
 def _stored_pruner(options: dict[str, Any]) -> str:
     """The pruner a study ran with; studies from before it was stored by name ran the median."""
     stored = options.get("pruner")

@@ -170,15 +170,14 @@ class LogObserver(_Counting):
         left = self.pace.left_text()
         if left:
             tail.append(left)
-        self._line(f"trial {number} epoch {epoch}/{epochs}: {metrics_text(metrics)}; "
-                   + ", ".join(tail))
+        self._line(
+            f"trial {number} epoch {epoch}/{epochs}: {metrics_text(metrics)}; " + ", ".join(tail)
+        )
 
     def trial_finished(self, number: int, state: str, value: float | None, finished: int) -> None:
         seconds = self._trial_finished(number, state, value, finished)
         shown = f" val_accuracy {value:.4f}" if value is not None else ""
-        best = (
-            f"; best {self.best:.4f} (trial {self.best_trial})" if self.best is not None else ""
-        )
+        best = f"; best {self.best:.4f} (trial {self.best_trial})" if self.best is not None else ""
         left = self.pace.left_text()
         self._line(
             f"trial {number} {state}{shown} in {duration_text(seconds)}; "
@@ -303,9 +302,7 @@ class RichObserver(_Counting):
         left = self.pace.left_s()
         if left is not None:
             parts.append(f"~{duration_text(left)} left")
-        self._progress.update(
-            self._trials, completed=self.pace.finished, info="; ".join(parts)
-        )
+        self._progress.update(self._trials, completed=self.pace.finished, info="; ".join(parts))
 
     def workers_status(
         self, rows: list[WorkerRow], finished: int, trial_seconds: list[float]

@@ -87,14 +87,10 @@ def worker_environments(
     environ = dict(os.environ if environ is None else environ)
     gpus = visible_gpus(environ)
     threads = threads_per_worker(workers)
-    return [
-        {**environ, **worker_environment(threads, i, gpus, workers)} for i in range(workers)
-    ]
+    return [{**environ, **worker_environment(threads, i, gpus, workers)} for i in range(workers)]
 
 
-def worker_command(
-    study: str, progress: str = "off", tensorboard: str | None = None
-) -> list[str]:
+def worker_command(study: str, progress: str = "off", tensorboard: str | None = None) -> list[str]:
     """A worker's command line (no storage URL: that travels in the environment)."""
     command = [sys.executable, "-m", "search", "worker", study, "--progress", progress]
     if tensorboard:

@@ -1073,9 +1073,7 @@ class StudyDatabase:
             return
         table = _o_trial_user_attrs
         s.execute(
-            delete(table).where(
-                and_(table.c.trial_id == trial_id, table.c.key.in_(list(attrs)))
-            )
+            delete(table).where(and_(table.c.trial_id == trial_id, table.c.key.in_(list(attrs))))
         )
         s.execute(
             table.insert(),

@@ -120,7 +120,10 @@ def test_spawned_worker_processes_see_their_gpu(tmp_path: Path, monkeypatch):
         workers,
         "worker_command",
         lambda study, progress="off", tensorboard=None: [
-            sys.executable, "-c", report, str(tmp_path)
+            sys.executable,
+            "-c",
+            report,
+            str(tmp_path),
         ],
     )
     monkeypatch.setenv("PATH", _fake_nvidia_smi(tmp_path, 2) + os.pathsep + os.environ["PATH"])
@@ -226,7 +229,8 @@ def test_log_lines_one_per_epoch_and_per_trial(api_run):
     epochs = [EPOCH_LINE.match(line) for line in lines]
     seen = sorted((int(m[1]), int(m[2])) for m in epochs if m)
     recorded = sorted(
-        (t.number, e) for t in api.trials("nb", storage=api_run["url"])
+        (t.number, e)
+        for t in api.trials("nb", storage=api_run["url"])
         for e in range(1, t.epochs + 1)
     )
     assert seen == recorded
@@ -297,9 +301,26 @@ def test_log_lines_are_flushed_while_running(tmp_path: Path, imdb_npz):
     (tmp_path / "s.toml").write_text(SPACE)
     env = {**os.environ, "RNNSEARCH_STORAGE": f"sqlite:///{tmp_path / 'f.db'}"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "search", "run", "--study", "f", "--space", str(tmp_path / "s.toml"),
-         "--data", str(imdb_npz), "--limit", "200", "--trials", "3", "--max-epochs", "2",
-         "--seed", "1"],
+        [
+            sys.executable,
+            "-m",
+            "search",
+            "run",
+            "--study",
+            "f",
+            "--space",
+            str(tmp_path / "s.toml"),
+            "--data",
+            str(imdb_npz),
+            "--limit",
+            "200",
+            "--trials",
+            "3",
+            "--max-epochs",
+            "2",
+            "--seed",
+            "1",
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
