@@ -21,11 +21,11 @@ import sys
 from search.errors import UsageError
 
 BACKENDS = ("jax", "tensorflow")
-#: The default. JAX trains fastest once compiled (bench/compiled_steps.py: 0.26 of plain fit's
-#: time per example for GRU-32), but it compiles 16-25 batch shapes in 11-25 s at the start of
-#: every trial, a quarter of a typical pruned trial on full IMDB: the 20-minute default search
-#: finished fewer trials under JAX than under TensorFlow's graphs (docs/benchmarks.md).
-PREFERRED_BACKEND = "tensorflow"
+#: The default: JAX trained every reference configuration fastest per example once compiled
+#: (bench/compiled_steps.py), and in the default search on full IMDB its trials took less wall
+#: time than under TensorFlow's graphs despite 11-25 s of compiling each (GRU-32: 48 s against
+#: 90 s; docs/benchmarks.md). TensorFlow is the fallback where JAX is not installed.
+PREFERRED_BACKEND = "jax"
 
 
 def available(backend: str) -> bool:

@@ -200,9 +200,8 @@ BackendOpt = Annotated[
     BackendName | None,
     typer.Option(
         "--backend",
-        help="Keras backend that trains the models: tensorflow, or jax (fastest per epoch "
-        "once compiled, 10-25 s of compiling per trial). Default: $KERAS_BACKEND, else the "
-        "study's, else tensorflow.",
+        help="Keras backend that trains the models (jax: fastest per epoch, 10-25 s of "
+        "compiling per trial). Default: $KERAS_BACKEND, else the study's, else jax.",
         show_default=False,
     ),
 ]
