@@ -45,6 +45,9 @@ class _Runner:
     def record_epoch(self, *args: Any) -> None:
         pass
 
+    def set_user_attrs(self, *args: Any) -> None:
+        pass
+
 
 def reporter(patience: int | None, epochs: int = 10) -> _EpochReporter:
     order = TrialOrder(number=0, trial_id=1, config={}, epochs=epochs, lineage=0)
