@@ -191,6 +191,13 @@ def _PyBatches(batches: LengthBatches) -> Any:  # noqa: N802 - builds a keras cl
     return PyBatches()
 
 
+def study_widths(data: Any) -> tuple[int, ...]:
+    """The widths prepared data trains and validates on: one set for both, so a validation
+    batch reuses a width the training step was compiled for."""
+    lengths = np.concatenate([data.len_train, data.len_val])
+    return bucket_widths(lengths, data.x_train.shape[1])
+
+
 def step_shapes(data: Any, batch_size: int) -> int:
     """How many distinct batch shapes ``model.fit(**fit_inputs(data, batch_size))`` trains and
     validates on: with compiled steps, each is one compilation (training and validation steps
@@ -201,7 +208,7 @@ def step_shapes(data: Any, batch_size: int) -> int:
 
     if not getattr(data, "bucketing", False):
         return fixed(len(data.y_train)) + fixed(len(data.y_val))
-    widths = bucket_widths(np.concatenate([data.len_train, data.len_val]), data.x_train.shape[1])
+    widths = study_widths(data)
     train = length_batches(data.len_train, batch_size, np.random.default_rng(0), fill_last=True)
     val = length_batches(data.len_val, batch_size)
     return sum(
@@ -215,10 +222,7 @@ def fit_inputs(data: Any, batch_size: int) -> dict[str, Any]:
     asks for bucketing (training and validation share one set of widths), else the padded
     arrays shuffled as usual."""
     bucketing = bool(getattr(data, "bucketing", False))
-    widths = None
-    if bucketing:
-        lengths = np.concatenate([data.len_train, data.len_val])
-        widths = bucket_widths(lengths, data.x_train.shape[1])
+    widths = study_widths(data) if bucketing else None
     return {
         **training_inputs(
             data.x_train,
