@@ -139,15 +139,14 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
     raise TrialFailed(f"optimizer {name!r}: expected one of adam, rmsprop, adamax, sgd")
 
 
-def wants_jit(jit_compile: bool | None, steps: int, bidirectional: bool = False) -> bool:
+def wants_jit(jit_compile: bool | None) -> bool:
     """Whether a model compiles its steps: JAX always does (without jit it runs op by op);
     under TensorFlow, XLA only when asked (``--jit``).
 
     XLA pays back its compilations (one per batch shape, 20-30 s a trial on 2 cores) only on
     long unidirectional trials, and made a bidirectional GRU-64 two to four times slower per
     epoch (bench/compiled_steps.py); a search's trials are mostly short (pruned after an epoch
-    or two), so the default leaves TensorFlow's graphs uncompiled. ``steps`` and
-    ``bidirectional`` are kept for callers that decide per trial.
+    or two), so the default leaves TensorFlow's graphs uncompiled.
     """
     if keras.backend.backend() == "jax":
         return True

@@ -143,8 +143,7 @@ def retrain(
     keras.backend.clear_session(free_memory=True)
     keras.utils.set_random_seed(((stored.seed or 0) + rec.number) % (2**32 - 1))
     started = time.perf_counter()
-    steps = -(-len(full.y_train) // batch_size) * int(epochs)
-    jit = wants_jit(stored.options.get("jit_compile"), steps, bool(cfg.get("bidirectional")))
+    jit = wants_jit(stored.options.get("jit_compile"))
     model = build_model(cfg, full.spec, jit_compile=jit)
     history = model.fit(
         **training_inputs(

@@ -637,8 +637,7 @@ class TrialRunner:
         """The model to train and the epochs it has done: restored, warm-started or new."""
         from search.model import set_jit_compile, wants_jit
 
-        steps = -(-len(prepared.y_train) // int(order.config["batch_size"])) * order.epochs
-        jit = wants_jit(self.plan.jit_compile, steps, bool(order.config.get("bidirectional")))
+        jit = wants_jit(self.plan.jit_compile)
         restored: Restored | None = None
         if order.continues is not None:
             restored = self.checkpoints.load(order.lineage, order.config, prepared.fingerprint)
