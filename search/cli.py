@@ -1356,7 +1356,17 @@ def spaces_validate(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code == EXIT_INTERRUPTED:
+            # Everything is stored by now. The interpreter's shutdown resets Ctrl-C to its default
+            # and tears TensorFlow/JAX down for seconds: a second Ctrl-C there would kill the
+            # process by SIGINT or leave a traceback. End here instead.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_INTERRUPTED)
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

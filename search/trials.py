@@ -241,9 +241,12 @@ def heartbeat(db: StudyDatabase, trial_id: int) -> Iterator[None]:
 class InterruptGuard:
     """First Ctrl-C: stop the trial cleanly (KeyboardInterrupt). Second: abort at once.
 
-    In the command line (``hard_abort``) the second Ctrl-C ends the process (exit 130). Anywhere
-    else (the Python API in a notebook, whose kernel must survive) it raises KeyboardInterrupt
-    again, out of the clean-up; a trial it leaves ``running`` is recovered by its stale heartbeat.
+    In the command line (``hard_abort``) the second Ctrl-C ends the process (exit 130), wherever
+    it lands: after the first one the guard stays installed past its ``with`` block, so a Ctrl-C
+    during the clean-up or the summary cannot escape as a traceback (search.cli.main ends the
+    process before the interpreter's shutdown). Anywhere else (the Python API in a notebook,
+    whose kernel must survive) it raises KeyboardInterrupt again, out of the clean-up; a trial
+    it leaves ``running`` is recovered by its stale heartbeat.
     """
 
     def __init__(self, hard_abort: bool = False) -> None:
@@ -267,6 +270,8 @@ class InterruptGuard:
         raise KeyboardInterrupt
 
     def __exit__(self, *exc: object) -> None:
+        if self.hard_abort and self.count:
+            return
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
             self._previous = None
