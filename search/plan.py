@@ -149,6 +149,9 @@ class StudyPlan:
     space_fit: dict[str, Any] | None = None
     #: TensorBoard logs of this run's trials go to <tensorboard_dir>/<study>/trial-NNNN.
     tensorboard_dir: str | None = None
+    #: The data is token ids (text); False for numeric sequences, whose trials' configurations
+    #: carry no vocabulary or embedding (set once the data is read: search.service).
+    token_input: bool = True
 
     @property
     def uid(self) -> str | None:

@@ -152,7 +152,7 @@ def missing_param_counts(
     The input shape comes from the study's data (read through the data cache); a count that
     cannot be computed stays blank.
     """
-    needed = {"cell", "units", "maxlen", "vocab_size", "embedding_dim", "layers", "head"}
+    needed = {"cell", "units", "maxlen", "layers", "head"}
     todo = [
         t
         for t in trials

@@ -191,7 +191,7 @@ def run_search(
     from search.data import load_source
 
     source = load_source(plan.data, limit=plan.limit, options=plan.data_options)
-    plan = fitted_plan(plan, source)
+    plan = replace(fitted_plan(plan, source), token_input=source.kind == "tokens")
     db = StudyDatabase(req.storage)
     try:
         started = time.perf_counter()

@@ -34,7 +34,17 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from spaces.errors import SpaceError
-from spaces.space import FIT_KINDS, Choice, Dimension, Fixed, FloatRange, IntRange, Space, Value
+from spaces.space import (
+    FIT_KINDS,
+    TOKEN_ONLY,
+    Choice,
+    Dimension,
+    Fixed,
+    FloatRange,
+    IntRange,
+    Space,
+    Value,
+)
 
 #: Longest maxlen a fitted space offers: an RNN's time per epoch grows with the steps it runs.
 MAXLEN_CAP = 1000
@@ -48,7 +58,6 @@ UNITS_FLOOR = 4
 BATCH_MIN, BATCH_MAX = 16, 64
 #: Dimensions whose values :func:`fit_space` derives from the data.
 FITTED = ("maxlen", "vocab_size", "embedding_dim", "units", "batch_size")
-TOKEN_ONLY = ("vocab_size", "embedding_dim")
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,9 @@ KNOWN_DIMENSIONS: dict[str, DimensionSpec] = {
     "epochs": DimensionSpec(int, None, minimum=1, doc="epochs (default: --max-epochs)"),
 }
 
+#: Dimensions of token input only: numeric data has no vocabulary and no embedding.
+TOKEN_ONLY = ("vocab_size", "embedding_dim")
+
 
 def _describe(value: Any) -> str:
     return json.dumps(value) if isinstance(value, (str, bool)) or value is None else repr(value)
@@ -342,9 +345,17 @@ class Space:
         return dim.when is None or dim.when.holds(params)
 
     def resolve(
-        self, sampled: Mapping[str, Any], *, max_epochs: int | None = None
+        self,
+        sampled: Mapping[str, Any],
+        *,
+        max_epochs: int | None = None,
+        token_input: bool = True,
     ) -> dict[str, Any]:
-        """A complete trial configuration: sampled values, fixed values, then defaults."""
+        """A complete trial configuration: sampled values, fixed values, then defaults.
+
+        ``token_input=False`` (numeric data): the token-only dimensions get no default, so a
+        trial's configuration never shows a vocabulary or embedding its model does not have.
+        """
         config: dict[str, Any] = {}
         for dim in self.dimensions:
             if not self.is_active(dim, config):
@@ -356,7 +367,7 @@ class Space:
             else:
                 raise SpaceError(f"{self.name}: no value sampled for active dimension {dim.name}")
         for name, spec in KNOWN_DIMENSIONS.items():
-            if name not in config:
+            if name not in config and (token_input or name not in TOKEN_ONLY):
                 config[name] = spec.default
         if config["epochs"] is None:
             config["epochs"] = max_epochs

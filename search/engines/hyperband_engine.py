@@ -190,7 +190,9 @@ class HyperbandEngine:
             return None  # STOPPED: the schedule (or --trials) is done
         values = kt_trial.hyperparameters.values
         sampled = kt_space.sampled_values(self.plan.space, values)
-        config = self.plan.space.resolve(sampled, max_epochs=self.plan.max_epochs)
+        config = self.plan.space.resolve(
+            sampled, max_epochs=self.plan.max_epochs, token_input=self.plan.token_input
+        )
         epochs = int(values.get("tuner/epochs", config["epochs"]))
         config["epochs"] = epochs
         initial_epoch = int(values.get("tuner/initial_epoch", 0))

@@ -142,7 +142,9 @@ class OptunaEngine:
         trial = self.study.ask()
         self._live[trial.number] = trial
         sampled = suggest(trial, self.plan.space)
-        config = self.plan.space.resolve(sampled, max_epochs=self.plan.max_epochs)
+        config = self.plan.space.resolve(
+            sampled, max_epochs=self.plan.max_epochs, token_input=self.plan.token_input
+        )
         resume_of = trial.user_attrs.get(RESUME_ATTR)
         return TrialOrder(
             number=trial.number,

@@ -151,6 +151,10 @@ def test_a_study_stores_the_fitted_space_and_resume_keeps_it(tmp_path: Path):
     assert config.options["pruner"] == "halving"
     for trial in db.trials("num"):
         assert "vocab_size" not in trial.params and "embedding_dim" not in trial.params
+        # ... nor in the whole configuration the trial ran with (no defaults filled in)
+        assert "vocab_size" not in trial.config and "embedding_dim" not in trial.config
+    [ran] = [t for t in db.trials("num") if t.state == "complete"]
+    assert ran.config["units"] > 0 and ran.config["maxlen"] > 0 and ran.config["layers"] >= 1
     db.dispose()
     shown = show("--data", str(path))
     assert stored["dimensions"] == shown["dimensions"]  # `spaces show --data` = what run stores

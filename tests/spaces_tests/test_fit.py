@@ -176,3 +176,12 @@ def test_a_template_that_fixed_maxlen_gets_start_points_for_the_fitted_choice():
         "vocab_size" not in fitted
         and fitted.resolve({"cell": "gru", "maxlen": 19})["vocab_size"] == 10_000
     )
+
+
+def test_numeric_trials_resolve_without_vocabulary_or_embedding():
+    space = Space.from_dict({"name": "s", "dimensions": {"cell": "gru", "units": 8}})
+    numeric = space.resolve({}, max_epochs=2, token_input=False)
+    assert "vocab_size" not in numeric and "embedding_dim" not in numeric
+    assert numeric["units"] == 8 and numeric["epochs"] == 2 and numeric["maxlen"] > 0
+    tokens = space.resolve({}, max_epochs=2)
+    assert set(tokens) - set(numeric) == {"vocab_size", "embedding_dim"}
