@@ -1,7 +1,7 @@
 """Resident memory after each of 30 sequential trials (issue 9, item 4).
 
     python bench/memory.py           # 30 trials each
-    python bench/memory.py --quick   # 6 trials each
+    python bench/memory.py --quick   # 3 trials each
 
 Two runs in separate processes, side by side: rnnsearch's Optuna worker (which clears the Keras
 session after every trial), and the baseline loop people write (build, fit, next; no clearing).
@@ -92,7 +92,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    trials = 6 if args.quick else 30
+    trials = 3 if args.quick else 30
     runs = {mode: measure(mode, trials) for mode in ("rnnsearch", "baseline")}
     rows = []
     for mode, rss in runs.items():

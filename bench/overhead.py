@@ -1,7 +1,7 @@
 """Service overhead per trial, and `best` latency on a study of 10,000 trials (issue 9, item 3).
 
     python bench/overhead.py           # 10 trials for overhead; 10,000-trial study for `best`
-    python bench/overhead.py --quick   # 4 trials; 1,000-trial study
+    python bench/overhead.py --quick   # 2 trials; 1,000-trial study
 
 Overhead of a trial = its wall time minus the time spent inside Keras' `fit` call (its epochs
 plus Keras' own set-up and tear-down, which a plain loop pays too); the time outside the epochs
@@ -246,7 +246,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    trials, limit, epochs, n = (4, 1000, 1, 1000) if args.quick else (10, 5000, 2, 10_000)
+    trials, limit, epochs, n = (2, 600, 1, 1000) if args.quick else (10, 5000, 2, 10_000)
     service_overhead(1, limit, 1)  # warm-up: TensorFlow's first graphs, the data's arrays
     before = service_overhead(trials, limit, epochs, freeze=False)
     over = service_overhead(trials, limit, epochs)

@@ -4,6 +4,7 @@
     python bench/pareto.py --budget 600 --limit 2000 --max-epochs 2 --trials 24
                                              # what was run on the shared 2-core machine
     python bench/pareto.py --quick           # 60 s each on a 1,000-review slice (a smoke test)
+    python bench/pareto.py --parallel        # both arms at once, each with half the machine
 
 Each sampler (TPE, the default, and NSGA-II) runs its own `rnnsearch run --objectives
 val_accuracy,latency_ms` study of the default space on the same data, with the same seed and the
@@ -46,7 +47,7 @@ def run_arm(
     max_epochs: int,
     seed: int,
     trials: int,
-) -> dict[str, Any]:
+) -> Arm:
     cmd = [
         RNNSEARCH,
         "run",
@@ -77,15 +78,24 @@ def run_arm(
         "--format",
         "json",
     ]
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    try:
-        # The budget counts training time; a trial in flight when it runs out finishes first.
-        out, _ = proc.communicate(timeout=budget * 1.5 + 120)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate()
-    return {"wall_s": round(time.perf_counter() - started, 1), "rc": proc.returncode, "out": out}
+    return Arm(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True), budget)
+
+
+class Arm:
+    """One sampler's search in flight."""
+
+    def __init__(self, proc: subprocess.Popen[str], budget: float) -> None:
+        self.proc, self.budget, self.started = proc, budget, time.perf_counter()
+
+    def wait(self) -> dict[str, Any]:
+        try:
+            # The budget counts training time; a trial in flight when it runs out finishes first.
+            out, _ = self.proc.communicate(timeout=self.budget * 1.5 + 120)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGINT)
+            out, _ = self.proc.communicate()
+        wall = round(time.perf_counter() - self.started, 1)
+        return {"wall_s": wall, "rc": self.proc.returncode, "out": out}
 
 
 def summarise(storage: str, study: str) -> dict[str, Any]:
@@ -145,6 +155,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--samplers", default="tpe,nsga2")
     ap.add_argument("--quick", action="store_true", help="60 s per arm, 1,000 reviews")
+    ap.add_argument(
+        "--parallel", action="store_true", help="run the arms at once, each on its own database"
+    )
     ap.add_argument("--dir", default=None, help="folder for the study database (default: temp)")
     ap.add_argument(
         "--analyse-only", action="store_true", help="summarise the studies already in --dir"
@@ -154,24 +167,35 @@ def main() -> None:
         args.budget, args.limit, args.max_epochs = 60.0, 1000, 1
     folder = Path(args.dir or tempfile.mkdtemp(prefix="rnnsearch-pareto-"))
     folder.mkdir(parents=True, exist_ok=True)
-    storage = f"sqlite:///{folder / 'pareto.db'}"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    arms: dict[str, Any] = {}
-    for sampler in args.samplers.split(","):
-        wall = None
-        if not args.analyse_only:
+    samplers = args.samplers.split(",")
+    # In parallel each arm has its own database file (two SQLite writers would wait on each
+    # other's locks) and about 1/len(samplers) of the machine: the same share for every arm.
+    storages = {
+        s: f"sqlite:///{folder / (f'pareto-{s}.db' if args.parallel else 'pareto.db')}"
+        for s in samplers
+    }
+    walls: dict[str, float | None] = dict.fromkeys(samplers)
+    if not args.analyse_only:
+        running: dict[str, Arm] = {}
+        for sampler in samplers:
             print(f"== {sampler}: {args.budget:.0f} s of training", file=sys.stderr, flush=True)
-            ran = run_arm(
+            running[sampler] = run_arm(
                 sampler,
-                storage,
+                storages[sampler],
                 budget=args.budget,
                 limit=args.limit or 0,
                 max_epochs=args.max_epochs,
                 seed=args.seed,
                 trials=args.trials,
             )
-            wall = ran["wall_s"]
-        arms[sampler] = {**summarise(storage, f"pareto-{sampler}"), "wall_s": wall}
+            if not args.parallel:
+                walls[sampler] = running.pop(sampler).wait()["wall_s"]
+        for sampler, arm in running.items():
+            walls[sampler] = arm.wait()["wall_s"]
+    arms: dict[str, Any] = {
+        s: {**summarise(storages[s], f"pareto-{s}"), "wall_s": walls[s]} for s in samplers
+    }
     slowest = max((r["latency_ms"] for a in arms.values() for r in a["front"]), default=1.0)
     reference = [0.5, slowest * 1.05]
     for arm in arms.values():
@@ -235,7 +259,8 @@ def main() -> None:
             "max_epochs": args.max_epochs,
             "trials": args.trials,
             "seed": args.seed,
-            "storage": storage,
+            "parallel": args.parallel,
+            "storage": storages,
             "reference": reference,
             "winner": winner,
             "arms": arms,

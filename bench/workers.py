@@ -1,7 +1,7 @@
 """Trials per hour with 1 and 2 worker processes on a fixed small space (issue 8).
 
     python bench/workers.py            # 8 trials per setting, 5,000-review slice, 2 epochs
-    python bench/workers.py --quick    # 4 trials, 1,000 reviews, 1 epoch
+    python bench/workers.py --quick    # 2 trials, 600 reviews, 1 epoch
 
 Each setting runs `rnnsearch run --workers W` on a fresh SQLite file in a temporary folder and
 times it end to end (process start, data preparation and all trials included). Pruning is off
@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--workers", default="1,2")
     args = parser.parse_args()
-    trials, limit, epochs = (4, 1000, 1) if args.quick else (8, 5000, 2)
+    trials, limit, epochs = (2, 600, 1) if args.quick else (8, 5000, 2)
     rows = [run(int(w), trials, limit, epochs) for w in args.workers.split(",")]
     base = rows[0]["trials_per_hour"]
     for r in rows:

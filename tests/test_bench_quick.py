@@ -30,7 +30,7 @@ def _run(script: str, *args: str) -> dict:
 
 def test_overhead_quick():
     res = _run("overhead.py")
-    assert res["overhead"]["trials"] == res["overhead_before"]["trials"] == 4
+    assert res["overhead"]["trials"] == res["overhead_before"]["trials"] == 2
     assert 0 < res["overhead"]["mean_overhead_s"] < res["overhead"]["mean_trial_s"]
     assert res["best_latency"]["trials"] == 1000 and res["best_latency"]["best_fn_ms_median"] > 0
 
@@ -39,12 +39,13 @@ def test_memory_quick():
     res = _run("memory.py")
     for mode in ("rnnsearch", "baseline"):
         rss = res["rss_mb_after_each_trial"][mode]
-        assert len(rss) == 6 and all(r > 100 for r in rss)
+        assert len(rss) == 3 and all(r > 100 for r in rss)
 
 
 def test_per_epoch_quick():
-    res = _run("per_epoch.py")
-    assert len(res["table"]) == 3
+    # one configuration of three: each mode is a process that loads TensorFlow
+    res = _run("per_epoch.py", "--configs", "simple32-len100")
+    assert len(res["table"]) == 1
     for row in res["table"]:
         # config, plain / before / rnnsearch seconds per epoch, two ratios, three accuracies
         assert all(s > 0 for s in row[1:4]) and all(0 <= a <= 1 for a in row[6:9])
@@ -52,21 +53,31 @@ def test_per_epoch_quick():
 
 
 def test_time_to_accuracy_quick():
-    # 60 s (the script's --quick budget): the suite runs on two processes, and the plain
-    # Keras Tuner search must finish a trial in its share of the machine.
-    res = _run("time_to_accuracy.py", "--budget", "60")
+    # The plain Keras Tuner search (maxlen 500, up to 512 units) cannot be sure to finish a trial
+    # in a short budget on a machine running the suite beside it: its retraining runs from a
+    # given configuration instead; the search itself is the benchmark's.
+    res = _run(
+        "time_to_accuracy.py",
+        "--budget",
+        "40",
+        "--skip-plain",
+        "--plain-config",
+        '{"cell": "gru", "units": 8, "lr": 0.001, "epochs": 1}',
+    )
     assert res["rnnsearch"]["curve"], "rnnsearch finished no trial in its budget"
     test = res["rnnsearch"]["test"]
     # `rnnsearch retrain` of the best trial: the slice for training, the whole test set once
     assert 0.5 < test["test_accuracy"] <= 1 and test["test_examples"] == 25_000
     assert test["epochs"] == res["rnnsearch"]["best_epochs"]
-    assert 0 <= res["plain"]["test"]["test_accuracy"] <= 1
+    plain = res["plain"]["test"]
+    assert 0 <= plain["test_accuracy"] <= 1 and plain["epochs"] == 1
+    assert plain["test_examples"] == 2000
 
 
 def test_workers_quick():
     res = _run("workers.py")
     assert [r["workers"] for r in res["rows"]] == [1, 2]
-    assert all(r["trials"] == 4 for r in res["rows"])
+    assert all(r["trials"] == 2 for r in res["rows"])
 
 
 def test_bucketing_quick():
