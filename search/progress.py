@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from search.output import params_text
+
 #: How progress is shown: ``auto`` picks ``bar`` in a terminal, ``log`` elsewhere.
 PROGRESS_MODES = ("auto", "bar", "log", "off")
 #: Set by ``run --workers N`` for each worker process: its 1-based index (log lines name it)
@@ -159,7 +161,8 @@ class LogObserver(_Counting):
 
     def trial_started(self, number: int, config: dict[str, Any], epochs: int) -> None:
         self._trial_started(epochs)
-        shown = " ".join(f"{k}={v}" for k, v in config.items() if k not in ("epochs",))
+        # Sampled floats as tables show them (dropout=0.418, not 0.41802027941768827).
+        shown = params_text({k: v for k, v in config.items() if k != "epochs"})
         self._line(f"trial {number} started (up to {epochs} epochs): {shown}")
 
     def epoch_done(self, number: int, epoch: int, epochs: int, metrics: dict[str, float]) -> None:

@@ -441,3 +441,25 @@ def test_live_display_shows_each_worker_and_the_time_left():
     assert "worker 1: trial 2" in text and "1/3" in text
     assert "worker 2: trial 3" in text and "0/3" in text
     assert "2/4" in text and "~40s left" in text  # 2 trials of 40 s on 2 workers
+
+
+def test_started_line_shows_sampled_floats_as_tables_do():
+    import io
+
+    from search.progress import LogObserver
+
+    out = io.StringIO()
+    LogObserver(out).trial_started(
+        4,
+        {
+            "cell": "gru",
+            "dropout": 0.41802027941768827,
+            "learning_rate": 0.00027305366,
+            "epochs": 5,
+        },
+        5,
+    )
+    line = out.getvalue().strip()
+    assert line.endswith(
+        "trial 4 started (up to 5 epochs): cell=gru dropout=0.418 learning_rate=0.0002731"
+    ), line
