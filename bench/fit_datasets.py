@@ -3,6 +3,8 @@
     python bench/fit_datasets.py                       # full size: 20 min of training per search
     python bench/fit_datasets.py --budget 120 --imdb-limit 4000 --max-epochs 4   # reduced
     python bench/fit_datasets.py --sets rt-snippets,japanese-vowels --imdb-default
+    python bench/fit_datasets.py --budget 240 --imdb-limit 5000 --max-epochs 4 \
+        --imdb-default-sets imdb-rating                   # what was run in the third session
 
 For each data set of bench/fit_data.py (IMDB ratings as 8 classes, Rotten Tomatoes snippets,
 synthetic control charts, Japanese vowels):
@@ -111,6 +113,11 @@ def main() -> None:
     parser.add_argument("--imdb-limit", type=int, default=None, help="slice of IMDB ratings")
     parser.add_argument("--sets", default="imdb-rating,rt-snippets,control-charts,japanese-vowels")
     parser.add_argument("--imdb-default", action="store_true", help="also the unfitted default")
+    parser.add_argument(
+        "--imdb-default-sets",
+        default=None,
+        help="the unfitted default on these sets only (comma-separated; implies --imdb-default)",
+    )
     parser.add_argument("--out", default="fit_datasets", help="result name in bench/results")
     args = parser.parse_args()
     sets = all_sets()
@@ -122,7 +129,8 @@ def main() -> None:
         for name in args.sets.split(","):
             data = sets[name]
             runs = {"fitted": (None, 1000), "baseline": (str(spaces["baseline"]), 1)}
-            if args.imdb_default:
+            only = args.imdb_default_sets.split(",") if args.imdb_default_sets else None
+            if (args.imdb_default and only is None) or (only is not None and name in only):
                 runs["imdb-default"] = (str(spaces["imdb-default"]), 1000)
             for label, (space, trials) in runs.items():
                 res = one_study(storage, f"{name}-{label}", data, space, trials, args)
