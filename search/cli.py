@@ -404,8 +404,9 @@ def run(
         str | None,
         typer.Option(
             "--time-budget",
-            help="Stop starting trials once the study has used this much training time in all "
-            "(e.g. 90s, 20m, 2h); stored with the study.",
+            help="Stop once the study has used this much training time in all (e.g. 90s, 20m, "
+            "2h): no trial starts after it, and a trial running then ends after its epoch; "
+            "stored with the study.",
         ),
     ] = None,
     keep_checkpoints: Annotated[

@@ -84,8 +84,12 @@ class Pace:
         if self.trial_started is not None:  # the running trial has done part of its share
             left = max(0.0, left - (time.perf_counter() - self.trial_started) / self.workers)
         if self.budget_s:
-            spent = self.spent_before_s + sum(self.trial_seconds)
-            left = min(left, max(0.0, self.budget_s - spent) / max(1, self.workers) + mean)
+            # A trial running when the budget runs out ends after its epoch (search.trials).
+            started = self.trial_started
+            running = 0.0 if started is None else time.perf_counter() - started
+            spent = self.spent_before_s + sum(self.trial_seconds) + running
+            epoch = max(self.epoch_seconds, default=0.0)
+            left = min(left, max(0.0, self.budget_s - spent) / max(1, self.workers) + epoch)
         return left
 
     def left_text(self) -> str:

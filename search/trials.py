@@ -339,7 +339,8 @@ def tensorboard_callback(root: str, study: str, number: int) -> Any:
 
 
 class _EpochReporter:
-    """Per epoch: checkpoint, record, tell the engine; stop on prune or spent patience."""
+    """Per epoch: checkpoint, record, tell the engine; stop on prune, spent patience or a spent
+    time budget."""
 
     def __init__(self, runner: TrialRunner, order: TrialOrder, prepared: PreparedData) -> None:
         self.runner = runner
@@ -349,7 +350,10 @@ class _EpochReporter:
         self.seconds: list[float] = []
         self.pruned = False
         self.stopped_early = False
+        #: The study's --time-budget ran out during this trial: it ended after that epoch.
+        self.stopped_by_budget = False
         self._best = -math.inf
+        self._started = time.perf_counter()
 
     def epoch_done(self, model: Any, epoch: int, metrics: dict[str, float], seconds: float) -> bool:
         runner, order = self.runner, self.order
@@ -406,7 +410,23 @@ class _EpochReporter:
         if patience and self._epochs_since_best() >= patience:
             self.stopped_early = True
             return True
+        if self._budget_spent():
+            self.stopped_by_budget = True
+            return True
         return False
+
+    def _budget_spent(self) -> bool:
+        """The study's time budget is used up, counting this trial's time so far: a budget
+        bounds the run to about one epoch past it, whatever trial is running when it ends."""
+        budget = self.runner.plan.time_budget
+        if not budget:
+            return False
+        done = sum(
+            t.duration_s or 0.0
+            for t in self.runner.db.trials(self.runner.plan.study)
+            if t.state != "running" and t.trial_id != self.order.trial_id
+        )
+        return done + (time.perf_counter() - self._started) >= float(budget)
 
     def _best_epoch(self) -> int | None:
         """The first epoch with the best validation accuracy so far (the trial's value)."""
@@ -541,7 +561,7 @@ class TrialRunner:
                     param_count=param_count,
                 )
                 self.set_user_attrs(order, {"param_count": param_count})
-                if not (reporter.pruned or reporter.stopped_early):
+                if not (reporter.pruned or reporter.stopped_early or reporter.stopped_by_budget):
                     callbacks = [batch_progress_callback(self.observer, order.number)]
                     if self.plan.tensorboard_dir:
                         callbacks.append(
@@ -603,6 +623,8 @@ class TrialRunner:
             )
         if reporter.stopped_early:
             extra_done["stopped_early_at"] = len(reporter.history)
+        if reporter.stopped_by_budget:
+            extra_done["stopped_by_budget_at"] = len(reporter.history)
         return self._finish(
             order, started, TrialState.COMPLETE, reporter, extra=extra_done, figures=figures
         )

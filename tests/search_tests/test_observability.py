@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -412,10 +413,15 @@ def test_time_left_counts_trials_workers_and_the_budget():
 
     pace = Pace(target=10, finished=4, workers=2, trial_seconds=[50.0, 70.0])
     assert pace.left_s() == pytest.approx(6 * 60 / 2)
-    # A budget of 300 s with 120 s spent: at most the rest shared by 2 workers, plus one trial.
+    # A budget of 300 s with 120 s spent: at most the rest shared by 2 workers (a trial running
+    # when it runs out ends after its epoch).
     pace.budget_s = 300.0
-    assert pace.left_s() == pytest.approx((300 - 120) / 2 + 60)
+    assert pace.left_s() == pytest.approx((300 - 120) / 2)
     assert "left (target 10 trials or budget 5m00s)" in pace.left_text()
+    # A trial running for 40 s, its epochs 15 s: its time counts, plus one epoch at most.
+    pace.trial_started = time.perf_counter() - 40.0
+    pace.epoch_seconds = [15.0, 15.0]
+    assert pace.left_s() == pytest.approx((300 - 120 - 40) / 2 + 15, abs=0.5)
     # Before any trial finished: the running trial's epochs at full length.
     early = Pace(target=3, epoch_seconds=[10.0, 14.0], trial_epochs=4)
     assert early.mean_trial_s() == pytest.approx(48.0)

@@ -1,4 +1,5 @@
-"""Early stopping of a trial (`run --patience N`): the rule on its own, then end to end."""
+"""Early stopping of a trial (`run --patience N`): the rule on its own, then end to end; and the
+end of a trial when the study's `--time-budget` runs out."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ class _Runner:
     """The runner's parts an epoch reporter uses, doing nothing (the rule is under test)."""
 
     def __init__(self, patience: int | None) -> None:
-        self.plan = SimpleNamespace(patience=patience)
+        self.plan = SimpleNamespace(patience=patience, time_budget=None)
         self.engine = SimpleNamespace(epoch_done=lambda *a: False)
         self.checkpoints = _Nothing()
         self.observer = _Nothing()
@@ -134,3 +135,30 @@ def test_run_with_patience_stops_trials_and_stores_the_setting(tmp_path: Path, i
     assert "--patience 2: not supported by --engine hyperband" in refused.stderr
     bad = invoke("run", "--study", "p", "--patience", "-1", "--storage", url, "--quiet")
     assert bad.exit_code == 2 and "--patience -1: expected 0 (off)" in bad.stderr
+
+
+def test_time_budget_ends_the_running_trial_after_the_epoch_it_runs_out_in(
+    tmp_path: Path, imdb_npz: Path
+):
+    # Up to 60 epochs a trial, a 6-second budget: without the budget the first trial alone would
+    # train for minutes; with it the run ends about an epoch after 6 s.
+    space = tmp_path / "s.toml"
+    space.write_text(SPACE.replace("learning_rate = { low = 2e-2, high = 5e-2, log = true }", ""))
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    result = invoke(
+        "run", "--study", "b", "--space", str(space), "--trials", "5", "--data", str(imdb_npz),
+        "--limit", "200", "--max-epochs", "60", "--time-budget", "6s", "--seed", "2",
+        "--storage", url, "--quiet", "--format", "json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    db = StudyDatabase(url, create=False)
+    [trial] = db.trials("b")  # no second trial started: the budget was spent
+    assert trial.state == "complete" and trial.value is not None
+    epochs = db.epochs(trial.trial_id)
+    assert 1 <= trial.epochs == len(epochs) < 60
+    assert trial.extra["stopped_by_budget_at"] == trial.epochs
+    # it stopped in the first epoch that ended past the budget, not later
+    assert trial.duration_s >= 6.0
+    before_last = trial.duration_s - epochs[-1].seconds
+    assert before_last < 6.0 + 3.0, (trial.duration_s, [e.seconds for e in epochs])
+    db.dispose()
