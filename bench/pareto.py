@@ -89,7 +89,8 @@ class Arm:
 
     def wait(self) -> dict[str, Any]:
         try:
-            # The budget counts training time; a trial in flight when it runs out finishes first.
+            # The budget counts training time; a trial in flight when it runs out ends after its
+            # epoch.
             out, _ = self.proc.communicate(timeout=self.budget * 1.5 + 120)
         except subprocess.TimeoutExpired:
             self.proc.send_signal(signal.SIGINT)
