@@ -1,4 +1,8 @@
-"""The benchmark scripts run in quick mode and write the figures they promise."""
+"""The benchmark scripts run in quick mode and write the figures they promise.
+
+One class per script: the suite runs with ``--dist loadscope``, which keeps a module's functions
+on one process but spreads classes, and these are the slowest tests (17-92 s each), collected
+last."""
 
 from __future__ import annotations
 
@@ -28,63 +32,71 @@ def _run(script: str, *args: str) -> dict:
     return json.loads(path.read_text())
 
 
-def test_overhead_quick():
-    res = _run("overhead.py")
-    assert res["overhead"]["trials"] == res["overhead_before"]["trials"] == 2
-    assert 0 < res["overhead"]["mean_overhead_s"] < res["overhead"]["mean_trial_s"]
-    assert res["best_latency"]["trials"] == 1000 and res["best_latency"]["best_fn_ms_median"] > 0
+class TestTimeToAccuracy:
+    def test_time_to_accuracy_quick(self):
+        # The plain Keras Tuner search (maxlen 500, up to 512 units) cannot be sure to finish a
+        # trial in a short budget on a machine running the suite beside it: its retraining runs
+        # from a given configuration instead; the search itself is the benchmark's.
+        res = _run(
+            "time_to_accuracy.py",
+            "--budget",
+            "40",
+            "--skip-plain",
+            "--plain-config",
+            '{"cell": "gru", "units": 8, "lr": 0.001, "epochs": 1}',
+        )
+        assert res["rnnsearch"]["curve"], "rnnsearch finished no trial in its budget"
+        test = res["rnnsearch"]["test"]
+        # `rnnsearch retrain` of the best trial: the slice for training, the whole test set once
+        assert 0.5 < test["test_accuracy"] <= 1 and test["test_examples"] == 25_000
+        assert test["epochs"] == res["rnnsearch"]["best_epochs"]
+        plain = res["plain"]["test"]
+        assert 0 <= plain["test_accuracy"] <= 1 and plain["epochs"] == 1
+        assert plain["test_examples"] == 2000
 
 
-def test_memory_quick():
-    res = _run("memory.py")
-    for mode in ("rnnsearch", "baseline"):
-        rss = res["rss_mb_after_each_trial"][mode]
-        assert len(rss) == 3 and all(r > 100 for r in rss)
+class TestOverhead:
+    def test_overhead_quick(self):
+        res = _run("overhead.py")
+        assert res["overhead"]["trials"] == res["overhead_before"]["trials"] == 2
+        assert 0 < res["overhead"]["mean_overhead_s"] < res["overhead"]["mean_trial_s"]
+        assert (
+            res["best_latency"]["trials"] == 1000 and res["best_latency"]["best_fn_ms_median"] > 0
+        )
 
 
-def test_per_epoch_quick():
-    # one configuration of three: each mode is a process that loads TensorFlow
-    res = _run("per_epoch.py", "--configs", "simple32-len100")
-    assert len(res["table"]) == 1
-    for row in res["table"]:
-        # config, plain / before / rnnsearch seconds per epoch, two ratios, three accuracies
-        assert all(s > 0 for s in row[1:4]) and all(0 <= a <= 1 for a in row[6:9])
-        assert row[5] == round(row[3] / row[1], 2) or abs(row[5] - row[3] / row[1]) < 0.02
+class TestMemory:
+    def test_memory_quick(self):
+        res = _run("memory.py")
+        for mode in ("rnnsearch", "baseline"):
+            rss = res["rss_mb_after_each_trial"][mode]
+            assert len(rss) == 3 and all(r > 100 for r in rss)
 
 
-def test_time_to_accuracy_quick():
-    # The plain Keras Tuner search (maxlen 500, up to 512 units) cannot be sure to finish a trial
-    # in a short budget on a machine running the suite beside it: its retraining runs from a
-    # given configuration instead; the search itself is the benchmark's.
-    res = _run(
-        "time_to_accuracy.py",
-        "--budget",
-        "40",
-        "--skip-plain",
-        "--plain-config",
-        '{"cell": "gru", "units": 8, "lr": 0.001, "epochs": 1}',
-    )
-    assert res["rnnsearch"]["curve"], "rnnsearch finished no trial in its budget"
-    test = res["rnnsearch"]["test"]
-    # `rnnsearch retrain` of the best trial: the slice for training, the whole test set once
-    assert 0.5 < test["test_accuracy"] <= 1 and test["test_examples"] == 25_000
-    assert test["epochs"] == res["rnnsearch"]["best_epochs"]
-    plain = res["plain"]["test"]
-    assert 0 <= plain["test_accuracy"] <= 1 and plain["epochs"] == 1
-    assert plain["test_examples"] == 2000
+class TestPerEpoch:
+    def test_per_epoch_quick(self):
+        # one configuration of three: each mode is a process that loads TensorFlow
+        res = _run("per_epoch.py", "--configs", "simple32-len100")
+        assert len(res["table"]) == 1
+        for row in res["table"]:
+            # config, plain / before / rnnsearch seconds per epoch, two ratios, three accuracies
+            assert all(s > 0 for s in row[1:4]) and all(0 <= a <= 1 for a in row[6:9])
+            assert row[5] == round(row[3] / row[1], 2) or abs(row[5] - row[3] / row[1]) < 0.02
 
 
-def test_workers_quick():
-    res = _run("workers.py")
-    assert [r["workers"] for r in res["rows"]] == [1, 2]
-    assert all(r["trials"] == 2 for r in res["rows"])
+class TestWorkers:
+    def test_workers_quick(self):
+        res = _run("workers.py")
+        assert [r["workers"] for r in res["rows"]] == [1, 2]
+        assert all(r["trials"] == 2 for r in res["rows"])
 
 
-def test_bucketing_quick():
-    res = _run("bucketing.py")
-    rows = {row[1]: row for row in res["table"]}
-    assert set(rows) == {"fixed", "bucketing"}
-    for row in rows.values():
-        assert row[2] > 0 and row[3] > 0 and 0 <= row[5] <= 1 and 0 <= row[6] <= 1
-    # bucketing computes fewer steps per review than padding every review to maxlen
-    assert rows["bucketing"][7] < rows["fixed"][7] == 200
+class TestBucketing:
+    def test_bucketing_quick(self):
+        res = _run("bucketing.py")
+        rows = {row[1]: row for row in res["table"]}
+        assert set(rows) == {"fixed", "bucketing"}
+        for row in rows.values():
+            assert row[2] > 0 and row[3] > 0 and 0 <= row[5] <= 1 and 0 <= row[6] <= 1
+        # bucketing computes fewer steps per review than padding every review to maxlen
+        assert rows["bucketing"][7] < rows["fixed"][7] == 200
