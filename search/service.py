@@ -25,6 +25,7 @@ from search.trials import (
     TrialRunner,
     finished_count,
     library_versions,
+    spent_training_seconds,
 )
 from spaces import Space, SpaceError, load_space
 from storage import (
@@ -225,8 +226,7 @@ def run_search(
 def _announce(db: StudyDatabase, plan: StudyPlan, observer: Observer, resumed: bool) -> None:
     """Tell the observer where the study stands (finished trials, target, time budget)."""
     observer.study_ready(plan.study, finished_count(db, plan.study), plan.target, resumed)
-    spent = sum(t.duration_s or 0.0 for t in db.trials(plan.study) if t.state != "running")
-    observer.time_budget(plan.time_budget, spent, plan.workers)
+    observer.time_budget(plan.time_budget, spent_training_seconds(db, plan.study), plan.workers)
 
 
 def _run(

@@ -17,7 +17,7 @@ import optuna
 from search.engines.pruners import make_pruner
 from search.objectives import directions
 from search.plan import StudyPlan
-from search.trials import CutTrial, TrialOrder, TrialOutcome
+from search.trials import CutTrial, TrialOrder, TrialOutcome, spent_training_seconds
 from spaces import Choice, Fixed, FloatRange, IntRange, Space
 from storage import StudyDatabase, TrialState
 
@@ -131,10 +131,7 @@ class OptunaEngine:
         budget = self.plan.time_budget
         if not budget:
             return True
-        spent = sum(
-            t.duration_s or 0.0 for t in self.db.trials(self.plan.study) if t.state != "running"
-        )
-        return spent < float(budget)
+        return spent_training_seconds(self.db, self.plan.study) < float(budget)
 
     def next_trial(self) -> TrialOrder | None:
         if not self.budget_left() or not self.db.claim_trial_slot(self.study_id):
