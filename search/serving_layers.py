@@ -206,13 +206,24 @@ def _max(tf: Any, values: Any) -> Any:
     return tf.reduce_max(tf.concat([values, tf.zeros([1], values.dtype)], axis=0))
 
 
-@keras.saving.register_keras_serializable(package="rnnsearch")
-class MaskedGlobalMaxPooling1D(keras.layers.Layer):
-    """Max over time of the unmasked steps only (Keras' GlobalMaxPooling1D ignores the mask)."""
+class _MaskedPooling1D(keras.layers.Layer):
+    """Pooling over time that reads the mask and passes none on: (batch, steps, features) to
+    (batch, features)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.supports_masking = True
+
+    def compute_mask(self, inputs: Any, mask: Any = None) -> None:
+        return None
+
+    def compute_output_shape(self, input_shape: Any) -> tuple[Any, ...]:
+        return (input_shape[0], input_shape[2])
+
+
+@keras.saving.register_keras_serializable(package="rnnsearch")
+class MaskedGlobalMaxPooling1D(_MaskedPooling1D):
+    """Max over time of the unmasked steps only (Keras' GlobalMaxPooling1D ignores the mask)."""
 
     def call(self, inputs: Any, mask: Any = None) -> Any:
         ops = keras.ops
@@ -223,21 +234,11 @@ class MaskedGlobalMaxPooling1D(keras.layers.Layer):
         best = ops.max(ops.where(keep, inputs, low), axis=1)
         return ops.where(ops.isinf(best), ops.zeros_like(best), best)
 
-    def compute_mask(self, inputs: Any, mask: Any = None) -> None:
-        return None
-
-    def compute_output_shape(self, input_shape: Any) -> tuple[Any, ...]:
-        return (input_shape[0], input_shape[2])
-
 
 @keras.saving.register_keras_serializable(package="rnnsearch")
-class MaskedGlobalAveragePooling1D(keras.layers.Layer):
+class MaskedGlobalAveragePooling1D(_MaskedPooling1D):
     """Mean over time of the unmasked steps; zeros for a row with none (an empty text), where
     Keras' GlobalAveragePooling1D divides 0 by 0."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.supports_masking = True
 
     def call(self, inputs: Any, mask: Any = None) -> Any:
         ops = keras.ops
@@ -246,12 +247,6 @@ class MaskedGlobalAveragePooling1D(keras.layers.Layer):
         keep = ops.cast(ops.expand_dims(mask, -1), inputs.dtype)
         total = ops.sum(inputs * keep, axis=1)
         return total / ops.maximum(ops.sum(keep, axis=1), 1.0)
-
-    def compute_mask(self, inputs: Any, mask: Any = None) -> None:
-        return None
-
-    def compute_output_shape(self, input_shape: Any) -> tuple[Any, ...]:
-        return (input_shape[0], input_shape[2])
 
 
 @keras.saving.register_keras_serializable(package="rnnsearch")
