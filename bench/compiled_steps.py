@@ -36,6 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import IMDB_NPZ, REPO, table, write_result  # noqa: E402
 
+BENCH = Path(__file__).resolve().parent
+
 CONFIGS = {
     "gru32-len200": {
         "cell": "gru",
@@ -62,60 +64,23 @@ CONFIGS = {
 MODES = ("plain", "rnnsearch-graph", "rnnsearch-xla", "rnnsearch-jax")
 
 CHILD = r"""
-import json, os, sys, tempfile, time
+import json, sys
 mode, cfg, npz, limit, epochs, seed = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
-if mode.startswith("rnnsearch"):
-    from search.service import RunRequest, run_search
-    from storage import StudyDatabase
-    tmp = tempfile.mkdtemp()
-    dims = "\n".join(f"{k} = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()}" for k, v in cfg.items())
-    open(f"{tmp}/s.toml", "w").write(
-        "[dimensions]\n" + dims + "\nembedding_dim = 32\nvocab_size = 10000\nlearning_rate = 0.001\nbatch_size = 64\n"
-        "layers = 1\ndropout = 0.0\nrecurrent_dropout = 0.0\noptimizer = \"adam\"\npadding = \"pre\"\n")
-    url = f"sqlite:///{tmp}/p.db"
-    backend = "jax" if mode == "rnnsearch-jax" else "tensorflow"
-    run_search(RunRequest(study="p", storage=url, space=f"{tmp}/s.toml", trials=1, data=npz,
-                          limit=limit, max_epochs=epochs, seed=seed, backend=backend,
-                          jit_compile=(mode != "rnnsearch-graph")))
-    db = StudyDatabase(url)
-    [t] = [t for t in db.trials("p") if t.state == "complete"]
-    rows = [{"seconds": e.seconds, "val_accuracy": e.val_accuracy} for e in db.epochs(t.trial_id)]
-    extra = {k: t.extra.get(k) for k in ("backend", "jit_compile", "compilations", "compile_seconds")}
-    n_train = None
+from reference import one_trial_study, plain_fit
+if mode == "plain":
+    result = plain_fit(cfg, npz, limit, epochs, seed)
 else:
-    from search import tfenv
-    tfenv.quiet_import()
-    import keras, numpy as np
-    from search.data import load_source
-    src = load_source(npz, limit=limit)
-    tr, va = src.split()
-    lists = [src.train.tokens[a:b] for a, b in zip(src.train.offsets[:-1], src.train.offsets[1:])]
-    lists = [np.where(x < 10000, x, 2) for x in lists]
-    x = keras.utils.pad_sequences(lists, maxlen=cfg["maxlen"])
-    y = src.train.labels
-    keras.utils.set_random_seed(seed)
-    cell = {"simple": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[cfg["cell"]]
-    rnn = cell(cfg["units"], return_sequences=cfg["head"] == "max")
-    if cfg["bidirectional"]:
-        rnn = keras.layers.Bidirectional(rnn)
-    layers = [keras.Input((cfg["maxlen"],), dtype="int32"), keras.layers.Embedding(10000, 32), rnn]
-    if cfg["head"] == "max":
-        layers.append(keras.layers.GlobalMaxPooling1D())
-    model = keras.Sequential([*layers, keras.layers.Dense(1, activation="sigmoid")])
-    model.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy", metrics=["accuracy"])
-    rows = []
-    class T(keras.callbacks.Callback):
-        def on_epoch_begin(self, e, logs=None): self.t = time.perf_counter()
-        def on_epoch_end(self, e, logs=None): rows.append({"seconds": time.perf_counter() - self.t, "val_accuracy": float(logs["val_accuracy"])})
-    model.fit(x[tr], y[tr], validation_data=(x[va], y[va]), epochs=epochs, batch_size=64, verbose=0, callbacks=[T()])
-    extra = {}
-    n_train = int(len(tr))
-print(json.dumps({"epochs": rows, "extra": extra, "n_train": n_train}))
+    result = one_trial_study(cfg, npz, limit, epochs, seed,
+                             backend="jax" if mode == "rnnsearch-jax" else "tensorflow",
+                             jit_compile=mode != "rnnsearch-graph")
+    result["n_train"] = None
+print(json.dumps(result))
 """
 
 
 def measure(mode: str, cfg: dict, limit: int, epochs: int, seed: int) -> dict:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(BENCH)])
     env["KERAS_BACKEND"] = "jax" if mode == "rnnsearch-jax" else "tensorflow"
     out = subprocess.run(
         [

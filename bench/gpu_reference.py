@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,94 +28,24 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from compiled_steps import CONFIGS  # noqa: E402
+from reference import one_trial_study, plain_fit  # noqa: E402
 
 
 def through_rnnsearch(cfg: dict, data: str, limit: int | None, epochs: int, seed: int) -> dict:
-    from search.service import RunRequest, run_search
-    from storage import StudyDatabase
-
-    tmp = tempfile.mkdtemp()
-    dims = "\n".join(
-        f"{k} = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()}"
-        for k, v in cfg.items()
-    )
-    Path(f"{tmp}/s.toml").write_text(
-        "[dimensions]\n"
-        + dims
-        + "\nembedding_dim = 32\nvocab_size = 10000\nlearning_rate = 0.001\n"
-        'batch_size = 64\nlayers = 1\ndropout = 0.0\nrecurrent_dropout = 0.0\noptimizer = "adam"\n'
-        'padding = "pre"\n'
-    )
-    url = f"sqlite:///{tmp}/p.db"
-    run_search(
-        RunRequest(
-            study="p",
-            storage=url,
-            space=f"{tmp}/s.toml",
-            trials=1,
-            data=data,
-            limit=limit,
-            max_epochs=epochs,
-            seed=seed,
-            backend="jax",
-        )
-    )
-    db = StudyDatabase(url)
-    [t] = [t for t in db.trials("p") if t.state == "complete"]
+    result = one_trial_study(cfg, data, limit, epochs, seed, backend="jax")
     return {
-        "seconds": [round(e.seconds or 0.0, 2) for e in db.epochs(t.trial_id)],
-        "val_accuracy": [round(e.val_accuracy or 0.0, 4) for e in db.epochs(t.trial_id)],
-        "compilations": t.extra.get("compilations"),
-        "compile_seconds": t.extra.get("compile_seconds"),
+        "seconds": [round(e["seconds"] or 0.0, 2) for e in result["epochs"]],
+        "val_accuracy": [round(e["val_accuracy"] or 0.0, 4) for e in result["epochs"]],
+        "compilations": result["extra"]["compilations"],
+        "compile_seconds": result["extra"]["compile_seconds"],
     }
 
 
 def plain(cfg: dict, data: str, limit: int | None, epochs: int, seed: int) -> dict:
-    import keras
-    import numpy as np
-
-    from search.data import load_source
-
-    src = load_source(data, limit=limit)
-    tr, va = src.split()
-    lists = [
-        src.train.tokens[a:b]
-        for a, b in zip(src.train.offsets[:-1], src.train.offsets[1:], strict=True)
-    ]
-    lists = [np.where(x < 10000, x, 2) for x in lists]
-    x = keras.utils.pad_sequences(lists, maxlen=cfg["maxlen"])
-    y = src.train.labels
-    keras.utils.set_random_seed(seed)
-    cell = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[cfg["cell"]]
-    rnn = cell(cfg["units"], return_sequences=cfg["head"] == "max")
-    if cfg["bidirectional"]:
-        rnn = keras.layers.Bidirectional(rnn)
-    layers = [keras.Input((cfg["maxlen"],), dtype="int32"), keras.layers.Embedding(10000, 32), rnn]
-    if cfg["head"] == "max":
-        layers.append(keras.layers.GlobalMaxPooling1D())
-    model = keras.Sequential([*layers, keras.layers.Dense(1, activation="sigmoid")])
-    model.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy", metrics=["accuracy"])
-    rows: list[tuple[float, float]] = []
-
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-            self.t = time.perf_counter()
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            rows.append((time.perf_counter() - self.t, float((logs or {})["val_accuracy"])))
-
-    model.fit(
-        x[tr],
-        y[tr],
-        validation_data=(x[va], y[va]),
-        epochs=epochs,
-        batch_size=64,
-        verbose=0,
-        callbacks=[Timer()],
-    )
+    result = plain_fit(cfg, data, limit, epochs, seed)
     return {
-        "seconds": [round(s, 2) for s, _ in rows],
-        "val_accuracy": [round(a, 4) for _, a in rows],
+        "seconds": [round(e["seconds"], 2) for e in result["epochs"]],
+        "val_accuracy": [round(e["val_accuracy"], 4) for e in result["epochs"]],
     }
 
 

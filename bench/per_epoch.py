@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -27,7 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import IMDB_NPZ, table, write_result  # noqa: E402
+from common import IMDB_NPZ, REPO, table, write_result  # noqa: E402
+
+#: where the child processes find rnnsearch and bench/reference.py
+PATHS = [str(REPO), str(Path(__file__).resolve().parent)]
 
 CONFIGS = {
     "simple32-len100": {"cell": "simple", "units": 32, "bidirectional": False, "maxlen": 100},
@@ -39,47 +43,17 @@ CONFIGS = {
 MODES = ("plain", "rnnsearch-fixed", "rnnsearch")
 
 CHILD = r"""
-import json, os, sys, tempfile, time
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import json, sys
 mode, cfg, npz, limit, epochs, seed = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
-if mode.startswith("rnnsearch"):
-    from search.service import RunRequest, run_search
-    from storage import StudyDatabase
-    tmp = tempfile.mkdtemp()
-    dims = "\n".join(f"{k} = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()}" for k, v in cfg.items())
-    open(f"{tmp}/s.toml", "w").write(
-        "[dimensions]\n" + dims + "\nembedding_dim = 32\nvocab_size = 10000\nlearning_rate = 0.001\nbatch_size = 64\n")
-    url = f"sqlite:///{tmp}/p.db"
-    run_search(RunRequest(study="p", storage=url, space=f"{tmp}/s.toml", trials=1, data=npz,
-                          limit=limit, max_epochs=epochs, seed=seed,
-                          bucketing=(mode == "rnnsearch")))
-    db = StudyDatabase(url)
-    [t] = db.trials("p")
-    rows = [{"seconds": e.seconds, "val_accuracy": e.val_accuracy} for e in db.epochs(t.trial_id)]
+from reference import one_trial_study, plain_fit
+if mode == "plain":
+    result = plain_fit(cfg, npz, limit, epochs, seed)
 else:
-    from search import tfenv
-    tfenv.quiet_import()
-    import keras, numpy as np
-    from search.data import load_source
-    src = load_source(npz, limit=limit)
-    tr, va = src.split()
-    lists = [src.train.tokens[a:b] for a, b in zip(src.train.offsets[:-1], src.train.offsets[1:])]
-    lists = [np.where(x < 10000, x, 2) for x in lists]
-    x = keras.utils.pad_sequences(lists, maxlen=cfg["maxlen"])
-    y = src.train.labels
-    keras.utils.set_random_seed(seed)
-    rnn = {"simple": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[cfg["cell"]](cfg["units"])
-    if cfg["bidirectional"]:
-        rnn = keras.layers.Bidirectional(rnn)
-    model = keras.Sequential([keras.Input((cfg["maxlen"],), dtype="int32"), keras.layers.Embedding(10000, 32), rnn,
-                              keras.layers.Dense(1, activation="sigmoid")])
-    model.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy", metrics=["accuracy"])
-    rows = []
-    class T(keras.callbacks.Callback):
-        def on_epoch_begin(self, e, logs=None): self.t = time.perf_counter()
-        def on_epoch_end(self, e, logs=None): rows.append({"seconds": time.perf_counter() - self.t, "val_accuracy": float(logs["val_accuracy"])})
-    model.fit(x[tr], y[tr], validation_data=(x[va], y[va]), epochs=epochs, batch_size=64, verbose=0, callbacks=[T()])
-print(json.dumps(rows))
+    # this benchmark's study fixes only these; the rest keep the space's defaults
+    fixed = {"embedding_dim": 32, "vocab_size": 10000, "learning_rate": 0.001, "batch_size": 64}
+    result = one_trial_study(cfg, npz, limit, epochs, seed, fixed=fixed,
+                             bucketing=mode == "rnnsearch")
+print(json.dumps(result["epochs"]))
 """
 
 
@@ -99,6 +73,7 @@ def measure(mode: str, cfg: dict, limit: int, epochs: int, seed: int) -> list[di
         capture_output=True,
         text=True,
         check=False,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": os.pathsep.join(PATHS)},
     )
     if out.returncode != 0:
         raise SystemExit(f"{mode} {cfg} failed:\n{out.stderr[-3000:]}")
