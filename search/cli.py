@@ -225,6 +225,26 @@ StorageOpt = Annotated[
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 StudyArg = Annotated[str, typer.Argument(help="Study name.", show_default=False)]
+# How `run` and `spaces show --data` read a data file: one definition of each option.
+LimitOpt = Annotated[
+    int | None, typer.Option(help="Train on a stratified slice of N training examples.")
+]
+TextColOpt = Annotated[
+    str | None,
+    typer.Option("--text-col", help="Text column of a CSV/JSONL file (default: text)."),
+]
+LabelColOpt = Annotated[
+    str | None,
+    typer.Option("--label-col", help="Label column of a CSV/JSONL file (default: label)."),
+]
+SplitColOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--split-col",
+        help="Column holding train/test (default: 'split' if present; else a test split "
+        "is held out with a recorded seed).",
+    ),
+]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]
 WhereOpt = Annotated[
     str | None,
@@ -360,20 +380,9 @@ def run(
             "numeric .csv (sequence_id, step, features, label), or a folder train/LABEL/*.txt."
         ),
     ] = None,
-    text_col: Annotated[
-        str | None, typer.Option("--text-col", help="Text column of a CSV/JSONL file (text).")
-    ] = None,
-    label_col: Annotated[
-        str | None, typer.Option("--label-col", help="Label column of a CSV/JSONL file (label).")
-    ] = None,
-    split_col: Annotated[
-        str | None,
-        typer.Option(
-            "--split-col",
-            help="Column holding train/test (default: 'split' if present; else a test split "
-            "is held out with a recorded seed).",
-        ),
-    ] = None,
+    text_col: TextColOpt = None,
+    label_col: LabelColOpt = None,
+    split_col: SplitColOpt = None,
     bucketing: Annotated[
         bool | None,
         typer.Option(
@@ -382,9 +391,7 @@ def run(
             "taken from the data's lengths (default on).",
         ),
     ] = None,
-    limit: Annotated[
-        int | None, typer.Option(help="Train on a stratified slice of N training examples.")
-    ] = None,
+    limit: LimitOpt = None,
     max_epochs: Annotated[
         int | None, typer.Option("--max-epochs", help="Epochs per trial at most (default 5).")
     ] = None,
@@ -1264,18 +1271,10 @@ def spaces_show(
             show_default=False,
         ),
     ] = None,
-    limit: Annotated[
-        int | None, typer.Option(help="With --data: a stratified slice of N training examples.")
-    ] = None,
-    text_col: Annotated[
-        str | None, typer.Option("--text-col", help="With --data: text column.")
-    ] = None,
-    label_col: Annotated[
-        str | None, typer.Option("--label-col", help="With --data: label column.")
-    ] = None,
-    split_col: Annotated[
-        str | None, typer.Option("--split-col", help="With --data: train/test column.")
-    ] = None,
+    limit: LimitOpt = None,
+    text_col: TextColOpt = None,
+    label_col: LabelColOpt = None,
+    split_col: SplitColOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Print a space (a built-in's TOML source, or the validated JSON form); with --data, the
