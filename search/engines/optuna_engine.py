@@ -9,6 +9,7 @@ through a queued copy with the same parameters.
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Any
 
@@ -83,6 +84,17 @@ def make_sampler(
     )
 
 
+def worker_seed_offset() -> int:
+    """What a worker adds to the study's seed so that workers starting together do not draw the
+    same random samples (TPE's start-up trials are random: with one seed, two workers ran the
+    same configurations). The N workers of `run --workers N` are numbered, and stay
+    reproducible per number; a worker started by hand adds its process id."""
+    from search.progress import WORKER_INDEX_VAR
+
+    index = os.environ.get(WORKER_INDEX_VAR)
+    return 7919 * int(index) if index and index.isdigit() else os.getpid()
+
+
 class OptunaEngine:
     """TPE sampling and median pruning over one study, for one worker process."""
 
@@ -107,7 +119,7 @@ class OptunaEngine:
         # Offsetting the seed by the trials already run keeps a resumed sampler from replaying
         # the first run's random start-up samples; an uninterrupted run stays reproducible.
         sampler = make_sampler(
-            plan.seed + existing,
+            plan.seed + existing + (worker_seed_offset() if plan.join_only else 0),
             n_startup_trials=min(10, max(3, plan.target // 4)),
             kind=plan.sampler,
         )

@@ -18,6 +18,7 @@ SPACE = """
 [dimensions]
 cell = { choice = ["gru", "simple"] }
 units = { low = 4, high = 8 }
+dropout = { low = 0.0, high = 0.5 }
 maxlen = 40
 embedding_dim = 8
 vocab_size = 1000
@@ -84,6 +85,8 @@ def test_two_training_workers_finish_a_study(tmp_path, imdb_npz):
     assert {t["state"] for t in trials} <= {"complete", "pruned"}
     # both workers took trials: two different process ids own them
     assert len({t["extra"]["pid"] for t in trials}) == 2
+    # TPE's start-up trials are random: workers seeded alike drew the same configurations
+    assert len({json.dumps(t["config"], sort_keys=True) for t in trials}) == 4
 
 
 def test_killed_workers_trials_are_taken_over(tmp_path, imdb_npz):
