@@ -167,9 +167,14 @@ def epoch_curve(db_path: Path, started: float) -> list[dict]:
 
 
 def run_rnnsearch(
-    budget: float, limit: int, tmp: str, before: bool = False, extra_args: tuple[str, ...] = ()
+    budget: float,
+    limit: int,
+    tmp: str,
+    before: bool = False,
+    extra_args: tuple[str, ...] = (),
+    name: str = "tta",
 ) -> dict:
-    url = f"sqlite:///{tmp}/tta{'-before' if before else ''}.db"
+    url = f"sqlite:///{tmp}/{name}{'-before' if before else ''}.db"
     space = before_space(tmp) if before else "default"
     args = [
         RNNSEARCH,
@@ -225,11 +230,24 @@ def run_rnnsearch(
     curve = epoch_curve(Path(url.removeprefix("sqlite:///")), started)
     db = StudyDatabase(url, create=False)
     top = db.best("tta", top=1)
-    states = [t.state for t in db.trials("tta")]
+    trials = db.trials("tta")
+    states = [t.state for t in trials]
+    per_trial = [
+        {
+            "number": t.number,
+            "state": str(t.state),
+            "seconds": t.duration_s,
+            "epochs": t.epochs,
+            "compile_seconds": t.extra.get("compile_seconds"),
+            "value": t.value,
+        }
+        for t in trials
+    ]
     db.dispose()
     return {
         "finished_trials": sum(s in ("complete", "pruned") for s in states),
         "states": {s: states.count(s) for s in sorted(set(states))},
+        "trials": per_trial,
         "curve": curve,
         "best_config": top[0].config if top else None,
         "best_epochs": top[0].extra.get("best_epoch") if top else None,
@@ -323,12 +341,25 @@ def main() -> None:
         default="",
         help="more options for `rnnsearch run`, e.g. '--backend jax' or '--no-jit'",
     )
+    parser.add_argument(
+        "--compare-args",
+        default=None,
+        help="also run rnnsearch with these options instead of --rnnsearch-args, in the same "
+        "budget, right after the first (e.g. '--workers 2'): the two side by side",
+    )
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     budget = args.budget or (60.0 if args.quick else 1200.0)
     limit = 2000 if args.quick else 0
     with tempfile.TemporaryDirectory() as tmp:
         ours = run_rnnsearch(budget, limit, tmp, extra_args=tuple(args.rnnsearch_args.split()))
+        other = (
+            run_rnnsearch(
+                budget, limit, tmp, extra_args=tuple(args.compare_args.split()), name="compare"
+            )
+            if args.compare_args is not None
+            else None
+        )
         plain = (
             {"curve": [], "best_config": None, "best_epochs": None, "skipped": True}
             if args.skip_plain
@@ -343,7 +374,10 @@ def main() -> None:
         if plain["best_config"]
         else None
     )
-    results = [("rnnsearch", ours), ("plain-keras-tuner", plain)]
+    results = [(f"rnnsearch {args.rnnsearch_args}".strip(), ours)]
+    if other is not None:
+        results.append((f"rnnsearch {args.compare_args}".strip(), other))
+    results.append(("plain-keras-tuner", plain))
     if old is not None:
         results.append(("rnnsearch-before", old))
     rows = []
@@ -377,6 +411,9 @@ def main() -> None:
             "budget_s": budget,
             "limit": limit,
             "rnnsearch": ours,
+            "rnnsearch_args": args.rnnsearch_args,
+            "compare": other,
+            "compare_args": args.compare_args,
             "plain": plain,
             "rnnsearch_before": old,
             "table": rows,

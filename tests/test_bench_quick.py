@@ -100,3 +100,17 @@ class TestBucketing:
             assert row[2] > 0 and row[3] > 0 and 0 <= row[5] <= 1 and 0 <= row[6] <= 1
         # bucketing computes fewer steps per review than padding every review to maxlen
         assert rows["bucketing"][7] < rows["fixed"][7] == 200
+
+
+class TestCpuLevers:
+    def test_cpu_levers_quick(self):
+        res = _run("cpu_levers.py", "--levers", "two-processes", "pipeline")
+        rows = {r[0]: r for r in res["table"]}
+        assert list(rows) == ["default", "two-processes", "pipeline"]
+        assert all(r[1] > 0 for r in rows.values()) and rows["default"][2] == 1.0
+        # two processes at once: two epochs' work per epoch time, the ratio says how much faster
+        [(first, second)] = [res["runs"]["two-processes"]]
+        assert len(first) == len(second) == res["settings"]["epochs"]
+        throughput = 2 * rows["default"][1] / rows["two-processes"][1]
+        assert abs(rows["two-processes"][3] - throughput) < 0.05
+        assert res["produce_epoch_seconds"]["pipeline"] > 0
