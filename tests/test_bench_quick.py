@@ -36,16 +36,21 @@ class TestTimeToAccuracy:
     def test_time_to_accuracy_quick(self):
         # The plain Keras Tuner search (maxlen 500, up to 512 units) cannot be sure to finish a
         # trial in a short budget on a machine running the suite beside it: its retraining runs
-        # from a given configuration instead; the search itself is the benchmark's.
+        # from a given configuration instead; the search itself is the benchmark's. One epoch
+        # per trial (the last --max-epochs wins), so that a slow machine finishes one in 40 s.
         res = _run(
             "time_to_accuracy.py",
             "--budget",
             "40",
             "--skip-plain",
+            "--rnnsearch-args",
+            "--max-epochs 1",
             "--plain-config",
             '{"cell": "gru", "units": 8, "lr": 0.001, "epochs": 1}',
         )
-        assert res["rnnsearch"]["curve"], "rnnsearch finished no trial in its budget"
+        assert res["rnnsearch"]["curve"] and res["rnnsearch"]["finished_trials"] >= 1, (
+            "rnnsearch finished no trial in its budget"
+        )
         test = res["rnnsearch"]["test"]
         # `rnnsearch retrain` of the best trial: the slice for training, the whole test set once
         assert 0.5 < test["test_accuracy"] <= 1 and test["test_examples"] == 25_000
@@ -104,13 +109,11 @@ class TestBucketing:
 
 class TestCpuLevers:
     def test_cpu_levers_quick(self):
-        res = _run("cpu_levers.py", "--levers", "two-processes", "pipeline")
+        # one lever beside the default (each is a process that compiles its steps)
+        res = _run("cpu_levers.py", "--levers", "pipeline")
         rows = {r[0]: r for r in res["table"]}
-        assert list(rows) == ["default", "two-processes", "pipeline"]
+        assert list(rows) == ["default", "pipeline"]
         assert all(r[1] > 0 for r in rows.values()) and rows["default"][2] == 1.0
-        # two processes at once: two epochs' work per epoch time, the ratio says how much faster
-        [(first, second)] = [res["runs"]["two-processes"]]
-        assert len(first) == len(second) == res["settings"]["epochs"]
-        throughput = 2 * rows["default"][1] / rows["two-processes"][1]
-        assert abs(rows["two-processes"][3] - throughput) < 0.05
+        assert all(len(r) == res["settings"]["epochs"] for r in res["runs"]["pipeline"])
+        assert abs(rows["pipeline"][2] - rows["pipeline"][1] / rows["default"][1]) < 0.02
         assert res["produce_epoch_seconds"]["pipeline"] > 0

@@ -119,7 +119,7 @@ class OptunaEngine:
         # Offsetting the seed by the trials already run keeps a resumed sampler from replaying
         # the first run's random start-up samples; an uninterrupted run stays reproducible.
         sampler = make_sampler(
-            plan.seed + existing + (worker_seed_offset() if plan.join_only else 0),
+            (plan.seed + existing + (worker_seed_offset() if plan.join_only else 0)) % 2**32,
             n_startup_trials=min(10, max(3, plan.target // 4)),
             kind=plan.sampler,
         )
