@@ -25,7 +25,6 @@ from search.trials import (
     TrialRunner,
     finished_count,
     library_versions,
-    spent_training_seconds,
 )
 from spaces import Space, SpaceError, load_space
 from storage import (
@@ -226,7 +225,7 @@ def run_search(
 def _announce(db: StudyDatabase, plan: StudyPlan, observer: Observer, resumed: bool) -> None:
     """Tell the observer where the study stands (finished trials, target, time budget)."""
     observer.study_ready(plan.study, finished_count(db, plan.study), plan.target, resumed)
-    observer.time_budget(plan.time_budget, spent_training_seconds(db, plan.study), plan.workers)
+    observer.time_budget(plan.time_budget, db.spent_seconds(plan.study), plan.workers)
 
 
 def _run(

@@ -421,7 +421,7 @@ class _EpochReporter:
         budget = self.runner.plan.time_budget
         if not budget:
             return False
-        done = spent_training_seconds(self.runner.db, self.runner.plan.study)
+        done = self.runner.db.spent_seconds(self.runner.plan.study)
         return done + (time.perf_counter() - self._started) >= float(budget)
 
     def _best_epoch(self) -> int | None:
@@ -432,12 +432,6 @@ class _EpochReporter:
     def _epochs_since_best(self) -> int:
         values = [h.get("val_accuracy", float("-inf")) for h in self.history]
         return len(values) - (values.index(max(values)) + 1)
-
-
-def spent_training_seconds(db: StudyDatabase, study: str) -> float:
-    """What a study's ``--time-budget`` counts: the wall time of its trials that are not running
-    (finished, interrupted or failed ones; a running trial adds its own time so far)."""
-    return sum(t.duration_s or 0.0 for t in db.trials(study) if t.state != "running")
 
 
 class TrialRunner:

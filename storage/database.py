@@ -855,6 +855,32 @@ class StudyDatabase:
             counts["interrupted"] = moved
         return counts
 
+    def spent_seconds(self, study: str) -> float:
+        """What a study's ``--time-budget`` counts: the summed duration of its trials that are
+        not running (finished, interrupted or failed; a running trial adds its own time so far).
+        A narrow query: a running search asks after every epoch."""
+        sid = self.study_id(study)
+        uid = self._study_uid(sid)
+        with self.session("cannot read") as s:
+            rows = s.execute(
+                select(
+                    TrialInfoRow.wall_seconds,
+                    _o_trials.c.datetime_start,
+                    _o_trials.c.datetime_complete,
+                )
+                .select_from(_o_trials)
+                .outerjoin(
+                    TrialInfoRow,
+                    and_(
+                        TrialInfoRow.trial_id == _o_trials.c.trial_id,
+                        TrialInfoRow.study_id == sid,
+                        self._uid_is(TrialInfoRow.study_uid, uid),
+                    ),
+                )
+                .where(_o_trials.c.study_id == sid, cast(_o_trials.c.state, String) != "RUNNING")
+            ).all()
+        return sum(_trial_seconds(*row) or 0.0 for row in rows)
+
     @_names_broken_json
     def studies(self) -> list[StudyRecord]:
         if not self.has_optuna_tables():
@@ -1187,12 +1213,9 @@ class StudyDatabase:
                 st = _OPTUNA_STATE.get(str(state), str(state).lower())
                 if st == "failed" and info is not None and info.status == "interrupted":
                     st = "interrupted"
-                if info is not None and info.wall_seconds is not None:
-                    duration = info.wall_seconds
-                elif start is not None and end is not None:
-                    duration = (end - start).total_seconds()
-                else:
-                    duration = None
+                duration = _trial_seconds(
+                    info.wall_seconds if info is not None else None, start, end
+                )
                 p = params.get(tid, {})
                 out.append(
                     TrialRecord(
@@ -1292,11 +1315,7 @@ class StudyDatabase:
         sign = -1.0 if maximize else 1.0
 
         def duration(r: Any) -> float:
-            if r.wall_seconds is not None:
-                return r.wall_seconds
-            if r.datetime_start is not None and r.datetime_complete is not None:
-                return (r.datetime_complete - r.datetime_start).total_seconds()
-            return 0.0
+            return _trial_seconds(r.wall_seconds, r.datetime_start, r.datetime_complete) or 0.0
 
         if predicate is not None:
             # Trials without an rnnsearch row (created by plain Optuna) are judged on params.
@@ -1312,6 +1331,18 @@ class StudyDatabase:
         ids = [r.trial_id for r in rows[:top]]
         records = {t.trial_id: t for t in self.trials(study, trial_ids=ids)}
         return [records[i] for i in ids if i in records]
+
+
+def _trial_seconds(
+    wall_seconds: float | None, started: datetime | None, finished: datetime | None
+) -> float | None:
+    """A trial's duration: the wall time rnnsearch recorded for it, else Optuna's start to end
+    (trials of plain Optuna), else unknown."""
+    if wall_seconds is not None:
+        return wall_seconds
+    if started is not None and finished is not None:
+        return (finished - started).total_seconds()
+    return None
 
 
 def _external_param(internal: float, distribution_json: str) -> Any:

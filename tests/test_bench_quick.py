@@ -37,11 +37,12 @@ class TestTimeToAccuracy:
         # The plain Keras Tuner search (maxlen 500, up to 512 units) cannot be sure to finish a
         # trial in a short budget on a machine running the suite beside it: its retraining runs
         # from a given configuration instead; the search itself is the benchmark's. One epoch
-        # per trial (the last --max-epochs wins), so that a slow machine finishes one in 40 s.
+        # per trial (the last --max-epochs wins): the budget is checked as an epoch ends, so the
+        # first trial finishes however slow the machine, and a short budget ends the search.
         res = _run(
             "time_to_accuracy.py",
             "--budget",
-            "40",
+            "15",
             "--skip-plain",
             "--rnnsearch-args",
             "--max-epochs 1",
@@ -117,3 +118,13 @@ class TestCpuLevers:
         assert all(len(r) == res["settings"]["epochs"] for r in res["runs"]["pipeline"])
         assert abs(rows["pipeline"][2] - rows["pipeline"][1] / rows["default"][1]) < 0.02
         assert res["produce_epoch_seconds"]["pipeline"] > 0
+
+
+class TestStartup:
+    def test_startup_quick(self):
+        res = _run("startup.py")
+        rows = {r[0]: r for r in res["table"]}
+        assert list(rows) == ["tensorflow-loaded", "jax-only"]
+        # the arms differ in what they load, which the child reports itself
+        assert rows["tensorflow-loaded"][3] is True and rows["jax-only"][3] is False
+        assert all(r["seconds"] > 0 for arm in res["runs"].values() for r in arm)

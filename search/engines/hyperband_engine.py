@@ -28,7 +28,8 @@ from typing import Any
 
 from search import tfenv
 
-tfenv.quiet_import()
+# Keras Tuner imports TensorFlow (through TensorBoard) whatever the backend: quietly, first.
+tfenv.quiet_import(tensorflow_needed=True)
 
 import keras_tuner as kt  # noqa: E402
 import optuna  # noqa: E402

@@ -18,7 +18,7 @@ import optuna
 from search.engines.pruners import make_pruner
 from search.objectives import directions
 from search.plan import StudyPlan
-from search.trials import CutTrial, TrialOrder, TrialOutcome, spent_training_seconds
+from search.trials import CutTrial, TrialOrder, TrialOutcome
 from spaces import Choice, Fixed, FloatRange, IntRange, Space
 from storage import StudyDatabase, TrialState
 
@@ -143,7 +143,7 @@ class OptunaEngine:
         budget = self.plan.time_budget
         if not budget:
             return True
-        return spent_training_seconds(self.db, self.plan.study) < float(budget)
+        return self.db.spent_seconds(self.plan.study) < float(budget)
 
     def next_trial(self) -> TrialOrder | None:
         if not self.budget_left() or not self.db.claim_trial_slot(self.study_id):

@@ -131,6 +131,13 @@ class Sequence_:
     kills: list[Kill] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
+    #: Each trial finished by the time of a kill, as the study showed it then (state, value,
+    #: epochs and curve): later resumes must leave it exactly so.
+    finished_before: dict[int, tuple[Any, ...]] = field(default_factory=dict)
+
+
+def _finished_record(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (row["state"], row["value"], row["epochs_trained"], curve(row))
 
 
 def run_kill_sequence(
@@ -147,6 +154,9 @@ def run_kill_sequence(
         proc = rnnsearch(args, env, kill_at=point)
         assert_killed(proc, f"step {i} ({args[0]} with {KILL_ENV}={point})")
         rows = export(env, study)
+        for r in rows:
+            if r["state"] in FINISHED:
+                out.finished_before.setdefault(r["trial"], _finished_record(r))
         running = [r for r in rows if r["state"] == "running"]
         assert len(running) <= 1, [(r["trial"], r["state"]) for r in rows]
         kill = Kill(point)
@@ -170,7 +180,8 @@ def run_kill_sequence(
 
 def check_common(seq: Sequence_, max_epochs: int) -> dict[int, dict[str, Any]]:
     """Rules for every engine: the target reached exactly, nothing left running or waiting,
-    unique trial numbers, every finished trial's epochs exactly 1..n."""
+    unique trial numbers, every finished trial's epochs exactly 1..n, and every trial that had
+    finished before a kill untouched by the resumes after it."""
     rows = seq.rows
     states = [(r["trial"], r["state"]) for r in rows]
     by_number = {r["trial"]: r for r in rows}
@@ -185,6 +196,9 @@ def check_common(seq: Sequence_, max_epochs: int) -> dict[int, dict[str, Any]]:
         assert r["epochs_trained"] == len(got), (r["trial"], r["epochs_trained"], got)
         if r["state"] == "complete" and "stopped_early_at" not in (r.get("extra") or {}):
             assert len(got) == int(r["config"].get("epochs") or max_epochs), (r["trial"], got)
+    for number, before in seq.finished_before.items():
+        assert number in by_number, f"trial {number}, finished before a kill, is gone"
+        assert _finished_record(by_number[number]) == before, (number, before)
     return by_number
 
 

@@ -368,3 +368,40 @@ def test_workers_sharing_few_cores_keep_jax_to_one_thread():
     assert "--xla_cpu_multi_thread_eigen=false" in one["XLA_FLAGS"]
     assert one["TF_NUM_INTRAOP_THREADS"] == "1"
     assert "XLA_FLAGS" not in worker_environment(4, 0)
+
+
+#: `rnnsearch` with the arguments given, then whether the process ever imported TensorFlow.
+LOADED_TF_CHILD = textwrap.dedent(
+    """
+    import sys
+    from search.cli import main
+    try:
+        main()
+    except SystemExit as exc:
+        assert not exc.code, exc.code
+    print("tensorflow loaded:", "tensorflow" in sys.modules)
+    """
+)
+
+
+def test_a_jax_search_on_token_data_never_loads_tensorflow(tmp_path, imdb_npz):
+    """Keras imports TensorFlow whenever it is installed (to seed it, to check for its types
+    when saving); under JAX nothing of an Optuna trial on token data uses it, and its import
+    cost 4-5 s of every run's start. TensorFlow stays unloaded, and its C++ start-up lines
+    stay off the terminal."""
+    pytest.importorskip("jax")
+    space = tmp_path / "tiny.toml"
+    space.write_text(TINY_SPACE)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    out = subprocess.run(
+        [sys.executable, "-c", LOADED_TF_CHILD, "run", "--study", "j", "--space", str(space),
+         "--data", str(imdb_npz), "--limit", "200", "--seed", "4", "--storage", url,
+         "--trials", "1", "--max-epochs", "2", "--quiet", "--backend", "jax"],
+        capture_output=True, text=True, env={**_env("jax"), "KERAS_BACKEND": ""}, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "tensorflow loaded: False" in out.stdout, out.stdout[-2000:]
+    assert "oneDNN" not in out.stderr and "cuda" not in out.stderr.lower(), out.stderr[-2000:]
+    [trial] = StudyDatabase(url, create=False).trials("j")
+    # The seed was set (reproducible trials) and the model saved (its checkpoint each epoch).
+    assert trial.state == "complete" and trial.epochs == 2 and trial.extra["backend"] == "jax"

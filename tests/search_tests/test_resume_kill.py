@@ -1,9 +1,11 @@
-"""Crash tests: real `rnnsearch run` processes SIGKILLed at chosen moments, then resumed.
+"""Crash tests: real `rnnsearch run` processes SIGKILLed from outside or stopped with Ctrl-C,
+then resumed.
 
-Each case kills a search at one moment (through the named crash points of search.faults, or from
-outside while an epoch runs), resumes it with `rnnsearch resume`, and checks the rules: the study
-reaches its target exactly; no trial is lost or counted twice; the cut trial's copy continues
-from the last checkpointed epoch with no gap and no repeated epoch; `best` works.
+Each case cuts a search (a SIGKILL from outside while an epoch runs, one or two SIGINTs),
+resumes it with `rnnsearch resume`, and checks the rules: the study reaches its target exactly;
+no trial is lost or counted twice; the cut trial's copy continues from the last checkpointed
+epoch with no gap and no repeated epoch; `best` works. Kills at each named crash point of
+search.faults, one after another, are the crash table of test_lifecycle.py.
 """
 
 from __future__ import annotations
@@ -104,73 +106,6 @@ def _check_resumed_study(tmp_path: Path, env: dict, target: int = TRIALS) -> dic
     assert best.returncode == 0, best.stderr
     assert json.loads(best.stdout)[0]["state"] == "complete"
     return {"trials": trials, "copies": copies, "interrupted": interrupted}
-
-
-def _start_and_kill_at(tmp_path, imdb_npz, point: str) -> tuple[dict, list[str]]:
-    env, space_args = _setup(tmp_path)
-    killed = _run(
-        [
-            "run",
-            "--study",
-            "crash",
-            *space_args,
-            "--trials",
-            str(TRIALS),
-            "--data",
-            str(imdb_npz),
-            "--limit",
-            "400",
-            "--max-epochs",
-            str(EPOCHS),
-            "--seed",
-            "5",
-            "--quiet",
-        ],
-        {**env, "RNNSEARCH_KILL_AT": point},
-    )
-    assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr[-2000:])
-    return env, space_args
-
-
-@pytest.mark.parametrize(
-    "point, expect_interrupted, expect_restored_epoch",
-    [
-        # after epoch 2's checkpoint, before epoch 2 reached the database
-        ("after-checkpoint@2", 1, 2),
-        # after epoch 2 was recorded, before Optuna heard of it
-        ("after-epoch@2", 1, 2),
-        # a trial was created and recorded, training not yet started
-        ("trial-started@2", 1, 0),
-        # right after trial 0 finished (Optuna told), before anything else
-        ("trial-finished@1", 0, None),
-        # between two trials, in the search loop
-        ("between-trials@2", 0, None),
-    ],
-)
-def test_kill_at_named_moment_then_resume(
-    tmp_path, imdb_npz, point, expect_interrupted, expect_restored_epoch
-):
-    env, _ = _start_and_kill_at(tmp_path, imdb_npz, point)
-    before = _trials(env)
-    assert [t["state"] for t in before].count("running") == expect_interrupted
-    resumed = _run(["resume", "crash", "--quiet", "--format", "json"], env)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    summary = json.loads(resumed.stdout)
-    assert summary["finished"] == TRIALS and summary["target"] == TRIALS
-    result = _check_resumed_study(tmp_path, env)
-    assert len(result["interrupted"]) == expect_interrupted
-    if expect_restored_epoch is not None:
-        [copy] = result["copies"]
-        assert copy["extra"].get("resumed_at_epoch", 0) == expect_restored_epoch
-    # finished trials recorded before the kill are untouched by the resume
-    for t in before:
-        if t["state"] in ("complete", "pruned"):
-            after = next(a for a in result["trials"] if a["number"] == t["number"])
-            assert (after["state"], after["value"], after["epochs"]) == (
-                t["state"],
-                t["value"],
-                t["epochs"],
-            )
 
 
 def test_sigkill_from_outside_inside_an_epoch_then_resume(tmp_path, imdb_npz):

@@ -166,6 +166,38 @@ def test_interrupted_trials_are_reported_as_such(storage_url):
     db.dispose()
 
 
+def test_spent_seconds_sums_the_trials_that_are_not_running(storage_url):
+    """What --time-budget counts: rnnsearch's wall time of finished, failed and interrupted
+    trials, Optuna's start-to-end for a trial of plain Optuna, and nothing of a running one;
+    the same sum as the durations `trials` reports."""
+    db = StudyDatabase(storage_url)
+    study, sid = _make_study(db)
+    _add_trial(db, study, sid, value=0.8, epochs=2, seconds=10.5)
+    _add_trial(db, study, sid, value=0.6, epochs=1, seconds=4.0, state="pruned")
+    _add_trial(db, study, sid, value=0.5, epochs=1, seconds=2.25, state="failed")
+    plain = study.ask()  # a trial of plain Optuna, no rnnsearch row: Optuna's timestamps
+    study.tell(plain, 0.7)
+    running = study.ask()
+    db.record_trial_info(
+        trial_id=db.optuna_storage.get_trial_id_from_study_id_trial_number(sid, running.number),
+        study_id=sid,
+        number=running.number,
+        engine="optuna",
+        config={"cell": "gru"},
+        status="running",
+        wall_seconds=1000.0,
+    )
+    records = db.trials("s")
+    assert [t.state for t in records] == ["complete", "pruned", "failed", "complete", "running"]
+    plain_seconds = records[3].duration_s
+    assert plain_seconds is not None and 0 <= plain_seconds < 5
+    assert db.spent_seconds("s") == pytest.approx(10.5 + 4.0 + 2.25 + plain_seconds)
+    assert db.spent_seconds("s") == pytest.approx(
+        sum(t.duration_s or 0 for t in records if t.state != "running")
+    )
+    db.dispose()
+
+
 @pytest.mark.parametrize(
     "url, message",
     [
