@@ -28,6 +28,9 @@ compilations) and the ratio to ``default``. Levers (issue 17 asks to measure the
 - ``validate``: the default plus a validation pass over a quarter as many sequences each epoch
   (4,000 and 1,000, as bench/compiled_steps.py trains and validates): what validating every
   epoch costs.
+- ``xla-o1``, ``xla-o0``: XLA's backend optimisation level 1 or 0 instead of 2 (LLVM's
+  optimisation of the generated code: cheaper compilations, perhaps slower steps; the first
+  epoch's excess over the later ones is the compilations' cost).
 - ``pipeline``: the default fed by rnnsearch's by-length batches (``keras.utils.PyDataset``
   over random lengths, every batch padded to one of 8 widths) instead of arrays; its epochs
   are shorter (less padding), so the JSON also holds the seconds to produce one epoch's batches
@@ -63,6 +66,8 @@ LEVERS = (
     "steps-per-execution",
     "validate",
     "pipeline",
+    "xla-o1",
+    "xla-o0",
 )
 
 CHILD = r"""
@@ -132,6 +137,8 @@ FLAGS = {
     "one-core": "--xla_cpu_multi_thread_eigen=false",
     "two-processes": "--xla_cpu_multi_thread_eigen=false",
     "two-processes-unpinned": "--xla_cpu_multi_thread_eigen=false",
+    "xla-o1": "--xla_backend_optimization_level=1",
+    "xla-o0": "--xla_backend_optimization_level=0",
 }
 
 
@@ -189,9 +196,17 @@ def main() -> None:
                 round(steady[lever], 2),
                 round(steady[lever] / steady["default"], 2),
                 round(throughput * steady["default"], 2),
+                # the first epoch holds the compilations
+                round(statistics.mean(r[0] for r in rs) - steady[lever], 2),
             ]
         )
-    headers = ["lever", "s_per_epoch", "time_ratio", "epochs_per_time_of_default_epoch"]
+    headers = [
+        "lever",
+        "s_per_epoch",
+        "time_ratio",
+        "epochs_per_time_of_default_epoch",
+        "first_epoch_excess_s",
+    ]
     print(table(headers, rows))
     for lever, seconds in produce.items():
         print(f"{lever}: one epoch's batches produced in {seconds:.3f} s without training")
