@@ -67,7 +67,8 @@ def _keras_without_tensorflow() -> None:
     whether TensorFlow is available; it is told no, as on a JAX-only install (the GPU machine),
     and told again to look once TensorFlow is imported (:func:`_keras_with_tensorflow`).
     """
-    if "tensorflow" in sys.modules:
+    if "tensorflow" in sys.modules or "keras" in sys.modules:
+        # Keras loaded by someone else first (a notebook, the user's code): theirs to configure.
         return
     lazy = _keras_lazy_tensorflow()
     if lazy is not None and getattr(lazy, "module", None) is None:

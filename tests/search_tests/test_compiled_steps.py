@@ -405,3 +405,27 @@ def test_a_jax_search_on_token_data_never_loads_tensorflow(tmp_path, imdb_npz):
     [trial] = StudyDatabase(url, create=False).trials("j")
     # The seed was set (reproducible trials) and the model saved (its checkpoint each epoch).
     assert trial.state == "complete" and trial.epochs == 2 and trial.extra["backend"] == "jax"
+
+
+def test_a_process_that_loaded_keras_itself_keeps_keras_as_it_was():
+    """A notebook or the user's code imported Keras (under JAX) before rnnsearch: rnnsearch
+    does not hide TensorFlow from that Keras; in a process of its own it does."""
+    pytest.importorskip("jax")
+    child = (
+        "import sys\n"
+        "if sys.argv[1] == 'user-first':\n"
+        "    import keras\n"
+        "from search import tfenv\n"
+        "tfenv.quiet_import()\n"
+        "from keras.src.utils import module_utils\n"
+        "print(module_utils.tensorflow._available)\n"
+    )
+    seen = {}
+    for case in ("user-first", "rnnsearch-first"):
+        out = subprocess.run(
+            [sys.executable, "-c", child, case], capture_output=True, text=True,
+            env=_env("jax"), timeout=300,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr[-2000:]
+        seen[case] = out.stdout.strip()
+    assert seen == {"user-first": "None", "rnnsearch-first": "False"}, seen
