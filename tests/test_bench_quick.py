@@ -7,6 +7,7 @@ last."""
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -83,11 +84,17 @@ class TestPerEpoch:
     def test_per_epoch_quick(self):
         # one configuration of three: each mode is a process that loads TensorFlow
         res = _run("per_epoch.py", "--configs", "simple32-len100")
-        assert len(res["table"]) == 1
-        for row in res["table"]:
-            # config, plain / before / rnnsearch seconds per epoch, two ratios, three accuracies
-            assert all(s > 0 for s in row[1:4]) and all(0 <= a <= 1 for a in row[6:9])
-            assert row[5] == round(row[3] / row[1], 2) or abs(row[5] - row[3] / row[1]) < 0.02
+        [row] = res["table"]
+        # config, plain / before / rnnsearch seconds per epoch, two ratios, three accuracies
+        assert all(s > 0 for s in row[1:4]) and all(0 <= a <= 1 for a in row[6:9])
+        # the ratio is that of the mean epochs after the first (one epoch in quick mode), as
+        # the raw epochs say (the table rounds to 0.01)
+        per = res["epochs"][row[0]]
+        steady = {
+            mode: statistics.mean(e["seconds"] for run in runs for e in (run[1:] or run[:1]))
+            for mode, runs in per.items()
+        }
+        assert abs(row[5] - steady["rnnsearch"] / steady["plain"]) <= 0.0051
 
 
 class TestWorkers:
@@ -116,7 +123,12 @@ class TestCpuLevers:
         assert list(rows) == ["default", "pipeline"]
         assert all(r[1] > 0 for r in rows.values()) and rows["default"][2] == 1.0
         assert all(len(r) == res["settings"]["epochs"] for r in res["runs"]["pipeline"])
-        assert abs(rows["pipeline"][2] - rows["pipeline"][1] / rows["default"][1]) < 0.02
+        # the ratio is that of the mean epochs after the first (the table rounds to 0.01)
+        steady = {
+            lever: statistics.mean(s for run in runs for s in run[1:])
+            for lever, runs in res["runs"].items()
+        }
+        assert abs(rows["pipeline"][2] - steady["pipeline"] / steady["default"]) <= 0.0051
         assert res["produce_epoch_seconds"]["pipeline"] > 0
 
 
