@@ -44,9 +44,11 @@ CONFIG = {
 }
 
 CHILD = r"""
-import json, os, sys, tempfile, time
+import atexit, json, os, shutil, sys, tempfile, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("RNNSEARCH_CACHE", tempfile.mkdtemp())
+if "RNNSEARCH_CACHE" not in os.environ:
+    os.environ["RNNSEARCH_CACHE"] = tempfile.mkdtemp()
+    atexit.register(shutil.rmtree, os.environ["RNNSEARCH_CACHE"], True)
 mode, cfg, npz = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 limit, seed = int(sys.argv[4]), int(sys.argv[5])
 from search import tfenv

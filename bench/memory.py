@@ -44,10 +44,11 @@ if mode == "rnnsearch":
     class Recorder(SilentObserver):
         def trial_finished(self, number, state, value, finished):
             rss.append(proc.memory_info().rss / 2**20)
-    tmp = tempfile.mkdtemp()
-    open(f"{tmp}/s.toml", "w").write(space_text)
-    run_search(RunRequest(study="m", storage=f"sqlite:///{tmp}/m.db", space=f"{tmp}/s.toml",
-                          trials=trials, data=npz, limit=1000, max_epochs=1, seed=0), Recorder())
+    with tempfile.TemporaryDirectory() as tmp:
+        open(f"{tmp}/s.toml", "w").write(space_text)
+        run_search(RunRequest(study="m", storage=f"sqlite:///{tmp}/m.db", space=f"{tmp}/s.toml",
+                              trials=trials, data=npz, limit=1000, max_epochs=1, seed=0),
+                   Recorder())
 else:
     import random
     from search import tfenv

@@ -54,29 +54,29 @@ def one_trial_study(
     from search.service import RunRequest, run_search
     from storage import StudyDatabase
 
-    tmp = tempfile.mkdtemp(prefix="rnnsearch-bench-")
-    dims = {**cfg, **(FIXED_DIMENSIONS if fixed is None else fixed)}
-    Path(tmp, "space.toml").write_text(
-        "[dimensions]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in dims.items())
-    )
-    url = f"sqlite:///{tmp}/study.db"
-    run_search(
-        RunRequest(
-            study="reference",
-            storage=url,
-            space=f"{tmp}/space.toml",
-            trials=1,
-            data=data,
-            limit=limit,
-            max_epochs=epochs,
-            seed=seed,
-            **request,
+    with tempfile.TemporaryDirectory(prefix="rnnsearch-bench-") as tmp:
+        dims = {**cfg, **(FIXED_DIMENSIONS if fixed is None else fixed)}
+        Path(tmp, "space.toml").write_text(
+            "[dimensions]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in dims.items())
         )
-    )
-    db = StudyDatabase(url)
-    [trial] = [t for t in db.trials("reference") if t.state == "complete"]
-    epochs_done = db.epochs(trial.trial_id)
-    db.dispose()
+        url = f"sqlite:///{tmp}/study.db"
+        run_search(
+            RunRequest(
+                study="reference",
+                storage=url,
+                space=f"{tmp}/space.toml",
+                trials=1,
+                data=data,
+                limit=limit,
+                max_epochs=epochs,
+                seed=seed,
+                **request,
+            )
+        )
+        db = StudyDatabase(url)
+        [trial] = [t for t in db.trials("reference") if t.state == "complete"]
+        epochs_done = db.epochs(trial.trial_id)
+        db.dispose()
     return {
         "epochs": [{"seconds": e.seconds, "val_accuracy": e.val_accuracy} for e in epochs_done],
         "extra": {
