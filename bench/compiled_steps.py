@@ -14,7 +14,10 @@ Modes, each in its own process, one after the other, same seeds, same reviews:
 - ``rnnsearch-graph``: a one-trial study through rnnsearch (its data preparation, model builder,
   batches by length padded to at most 8 widths), TensorFlow without XLA (``--no-jit``).
 - ``rnnsearch-xla``: the same with ``--jit`` (XLA under TensorFlow).
-- ``rnnsearch-jax``: the same with ``--backend jax`` (every step compiled by jax.jit).
+- ``rnnsearch-jax``: the same with ``--backend jax`` (every step compiled by jax.jit), each
+  recurrent step recomputed in the backward pass (rnnsearch's default under JAX on a CPU).
+- ``rnnsearch-jax-stored``: the same with every step's activations stored for the backward
+  pass, as Keras does (``RNNSEARCH_RECOMPUTE_STEPS=0``): before the recomputation.
 
 Reported per mode: milliseconds per training example over epochs 2 and later (the steady state;
 the first epoch holds the compilations), the ratio to plain, the first epoch's excess over the
@@ -61,7 +64,7 @@ CONFIGS = {
         "head": "max",
     },
 }
-MODES = ("plain", "rnnsearch-graph", "rnnsearch-xla", "rnnsearch-jax")
+MODES = ("plain", "rnnsearch-graph", "rnnsearch-xla", "rnnsearch-jax-stored", "rnnsearch-jax")
 
 CHILD = r"""
 import json, sys
@@ -71,7 +74,7 @@ if mode == "plain":
     result = plain_fit(cfg, npz, limit, epochs, seed)
 else:
     result = one_trial_study(cfg, npz, limit, epochs, seed,
-                             backend="jax" if mode == "rnnsearch-jax" else "tensorflow",
+                             backend="jax" if mode.startswith("rnnsearch-jax") else "tensorflow",
                              jit_compile=mode != "rnnsearch-graph")
     result["n_train"] = None
 print(json.dumps(result))
@@ -81,7 +84,8 @@ print(json.dumps(result))
 def measure(mode: str, cfg: dict, limit: int, epochs: int, seed: int) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(BENCH)])
-    env["KERAS_BACKEND"] = "jax" if mode == "rnnsearch-jax" else "tensorflow"
+    env["KERAS_BACKEND"] = "jax" if mode.startswith("rnnsearch-jax") else "tensorflow"
+    env["RNNSEARCH_RECOMPUTE_STEPS"] = "0" if mode == "rnnsearch-jax-stored" else "1"
     out = subprocess.run(
         [
             sys.executable,

@@ -81,7 +81,13 @@ def one_trial_study(
         "epochs": [{"seconds": e.seconds, "val_accuracy": e.val_accuracy} for e in epochs_done],
         "extra": {
             k: trial.extra.get(k)
-            for k in ("backend", "jit_compile", "compilations", "compile_seconds")
+            for k in (
+                "backend",
+                "jit_compile",
+                "compilations",
+                "compile_seconds",
+                "recomputed_steps",
+            )
         },
     }
 

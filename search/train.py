@@ -6,9 +6,14 @@ storage. The reporter decides what an epoch means (store it, prune the trial, ch
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import importlib
 import math
+import os
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -37,6 +42,9 @@ class FitResult:
     #: (None where the backend does not report them: TensorFlow's XLA, see :class:`CompileMeter`).
     compilations: int | None = None
     compile_seconds: float | None = None
+    #: Whether the recurrent steps were recomputed in the backward pass
+    #: (:func:`recomputed_recurrent_steps`).
+    recomputed_steps: bool = False
 
     @property
     def best_epoch(self) -> int | None:
@@ -116,6 +124,105 @@ class CompileMeter:
             self.seconds = round(float(_compile_events["seconds"] - self._start["seconds"]), 3)
 
 
+#: Set to 0 to store every recurrent step's activations for the backward pass, as Keras does,
+#: instead of recomputing them (the benchmarks' "before" arm; a way out should a Keras release
+#: break the recomputation).
+RECOMPUTE_ENV = "RNNSEARCH_RECOMPUTE_STEPS"
+#: Recompute only where a batch's sequence holds at least this many state elements (steps x
+#: batch x state size: LSTM-64 at 100 steps of 64 rows holds 819,200); below, storing is as fast
+#: or faster (GRU-32 at 100 steps: 1.1x slower recomputed; bench/compiled_steps.py).
+RECOMPUTE_MIN_ELEMENTS = 2**19
+_recompute_lock = threading.Lock()
+_recompute_users = 0
+
+
+def _keras_jax_loops() -> tuple[Any, Any, Any] | None:
+    """Keras' backend namespace, the JAX loop its recurrent layers call (``backend.rnn``) and
+    its GRU loop (``backend.gru``), where this Keras has them in the expected form and JAX
+    computes on a CPU; else None."""
+    if keras.backend.backend() != "jax" or os.environ.get(RECOMPUTE_ENV, "1") == "0":
+        return None
+    try:
+        import jax
+
+        namespace = importlib.import_module("keras.src.backend")
+        loops = importlib.import_module("keras.src.backend.jax.rnn")
+    except ImportError:
+        return None
+    rnn, gru = getattr(loops, "rnn", None), getattr(loops, "gru", None)
+    if (
+        jax.default_backend() != "cpu"
+        or rnn is None
+        or getattr(namespace, "rnn", None) is not rnn
+        or getattr(namespace, "gru", None) is not gru
+    ):
+        return None
+    return namespace, rnn, gru
+
+
+def _recomputing_pays(inputs: Any, states: Any, time_major: bool) -> bool:
+    """Whether a sequence this long with these states is large enough to recompute its steps
+    (:data:`RECOMPUTE_MIN_ELEMENTS`); shapes are static where JAX traces, so this is decided
+    once per compiled batch width."""
+    first = keras.tree.flatten(inputs)[0]
+    steps = first.shape[0 if time_major else 1]
+    held = sum(math.prod(s.shape) for s in keras.tree.flatten(states))
+    return steps is not None and steps * held >= RECOMPUTE_MIN_ELEMENTS
+
+
+@contextlib.contextmanager
+def recomputed_recurrent_steps() -> Iterator[bool]:
+    """While the block runs, Keras' recurrent layers (SimpleRNN, LSTM, GRU, the Jordan cell,
+    either direction) recompute each time step in the backward pass (``jax.checkpoint`` around
+    the step) instead of storing its activations, for batch widths where that pays
+    (:data:`RECOMPUTE_MIN_ELEMENTS`); yields whether the hooks are in place.
+
+    Why: on a CPU the stored activations of a long sequence (steps x batch x gates) overflow
+    the caches, and reading them back costs more than computing them again. Measured with
+    ``bench/compiled_steps.py`` (docs/speed.md): LSTM-64 at maxlen 500 and a bidirectional
+    GRU-64 at maxlen 400 train in about 0.7 of the time. The gradients are the same computation
+    (the tests check that the trained weights match). For those widths Keras' own GRU loop under
+    JAX (input projections of all steps at once, not recomputed) is set aside for the common
+    loop, which recomputes. Only under JAX on a CPU: TensorFlow, and LSTM's cuDNN path on a GPU,
+    are untouched. The hooks are ``keras.src.backend.rnn`` and ``.gru``, looked up by the layers
+    at call time; where a Keras release lays them out otherwise nothing is changed.
+    """
+    global _recompute_users
+    found = _keras_jax_loops()
+    if found is None:
+        yield False
+        return
+    namespace, loop, gru = found
+    import jax
+
+    @functools.wraps(loop)
+    def recomputing_loop(
+        step_function: Any, inputs: Any, initial_states: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        if _recomputing_pays(inputs, initial_states, bool(kwargs.get("time_major"))):
+            step_function = jax.checkpoint(step_function)
+        return loop(step_function, inputs, initial_states, *args, **kwargs)
+
+    @functools.wraps(gru)
+    def gru_loop(inputs: Any, initial_state: Any, *args: Any, **kwargs: Any) -> Any:
+        if _recomputing_pays(inputs, initial_state, False):
+            # Keras' GRU then runs its cell in the common loop (as with a mask), recomputed
+            raise NotImplementedError
+        return gru(inputs, initial_state, *args, **kwargs)
+
+    with _recompute_lock:
+        if _recompute_users == 0:
+            namespace.rnn, namespace.gru = recomputing_loop, gru_loop
+        _recompute_users += 1
+    try:
+        yield True
+    finally:
+        with _recompute_lock:
+            _recompute_users -= 1
+            if _recompute_users == 0:
+                namespace.rnn, namespace.gru = loop, gru
+
+
 def fit(
     model: keras.Model,
     data: PreparedData,
@@ -133,7 +240,8 @@ def fit(
         return result
     inputs = fit_inputs(data, int(config["batch_size"]))
     try:
-        with CompileMeter() as meter:
+        with CompileMeter() as meter, recomputed_recurrent_steps() as recomputed:
+            result.recomputed_steps = recomputed
             model.fit(
                 # bucketing (search.datasets.batching): batches by length, else padded arrays
                 **inputs,

@@ -581,6 +581,7 @@ class TrialRunner:
                         "jit_compile": bool(model.jit_compile),
                         "compilations": result.compilations,
                         "compile_seconds": result.compile_seconds,
+                        "recomputed_steps": result.recomputed_steps,
                     }
                 figures = self._measure(model, prepared, reporter)
         except TrialFailed as exc:

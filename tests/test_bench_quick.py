@@ -115,6 +115,39 @@ class TestBucketing:
         assert rows["bucketing"][7] < rows["fixed"][7] == 200
 
 
+class TestCompiledSteps:
+    def test_compiled_steps_quick(self):
+        # one configuration, JAX with each step's activations stored and recomputed
+        res = _run(
+            "compiled_steps.py",
+            "--configs",
+            "lstm64-len500",
+            "--modes",
+            "rnnsearch-jax-stored",
+            "rnnsearch-jax",
+        )
+        rows = {r[1]: r for r in res["table"]}
+        assert list(rows) == ["plain", "rnnsearch-jax-stored", "rnnsearch-jax"]
+        runs = res["runs"]["lstm64-len500"]
+        recomputed = {m: [r["extra"].get("recomputed_steps") for r in runs[m]] for m in rows}
+        assert recomputed == {
+            "plain": [None],
+            "rnnsearch-jax-stored": [False],
+            "rnnsearch-jax": [True],
+        }
+        assert all(r["extra"]["backend"] == "jax" for m in rows if m != "plain" for r in runs[m])
+        for mode, row in rows.items():
+            assert row[2] > 0 and 0 <= row[7] <= 1
+            # compilations are counted under JAX: a trial trains on a few widths
+            assert mode == "plain" or 2 <= row[5] <= 25
+        # the ratio is that of the mean epochs after the first, as the raw epochs say
+        steady = {
+            m: statistics.mean(e["seconds"] for r in rs for e in r["epochs"][1:])
+            for m, rs in runs.items()
+        }
+        assert abs(rows["rnnsearch-jax"][3] - steady["rnnsearch-jax"] / steady["plain"]) <= 0.0051
+
+
 class TestCpuLevers:
     def test_cpu_levers_quick(self):
         # one lever beside the default (each is a process that compiles its steps)
@@ -140,3 +173,18 @@ class TestStartup:
         # the arms differ in what they load, which the child reports itself
         assert rows["tensorflow-loaded"][3] is True and rows["jax-only"][3] is False
         assert all(r["seconds"] > 0 for arm in res["runs"].values() for r in arm)
+
+
+class TestLstmStep:
+    def test_lstm_step_quick(self):
+        res = _run("lstm_step.py")
+        rows = {r[0]: r for r in res["table"]}
+        assert list(rows) == ["keras-form", "recomputed", "hoisted", "custom-backward"]
+        # the four forms compute the same gradients, or nothing is timed
+        assert all(d <= 1e-4 for d in res["gradient_difference"].values())
+        assert rows["keras-form"][4] == 1.0
+        for form, row in rows.items():
+            best = min(res["seconds"][form])
+            assert len(res["seconds"][form]) == res["settings"]["repeats"]
+            assert abs(row[1] - best * 1e3) <= 0.0051
+            assert abs(row[4] - best / min(res["seconds"]["keras-form"])) <= 0.0051

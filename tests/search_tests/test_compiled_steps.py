@@ -269,6 +269,8 @@ def test_a_trial_records_its_backend_and_compilations(tmp_path, imdb_npz):
     prepared = source.prepare({**MODEL_CFG, **xla.config})
     assert xla.extra["compilations"] == step_shapes(prepared, 32) > 0
     assert auto.extra["jit_compile"] is False and auto.extra["compilations"] is None
+    # recomputing the recurrent steps is a JAX-on-CPU lever only
+    assert xla.extra["recomputed_steps"] is False and auto.extra["recomputed_steps"] is False
     assert db.study_config("xla").options["jit_compile"] is True
     assert db.study_config("auto").options["jit_compile"] is None
     assert db.study_config("xla").options["backend"] == "tensorflow"
@@ -405,6 +407,7 @@ def test_a_jax_search_on_token_data_never_loads_tensorflow(tmp_path, imdb_npz):
     [trial] = StudyDatabase(url, create=False).trials("j")
     # The seed was set (reproducible trials) and the model saved (its checkpoint each epoch).
     assert trial.state == "complete" and trial.epochs == 2 and trial.extra["backend"] == "jax"
+    assert trial.extra["recomputed_steps"] is True
 
 
 def test_a_process_that_loaded_keras_itself_keeps_keras_as_it_was():
@@ -429,3 +432,105 @@ def test_a_process_that_loaded_keras_itself_keeps_keras_as_it_was():
         assert out.returncode == 0, out.stderr[-2000:]
         seen[case] = out.stdout.strip()
     assert seen == {"user-first": "None", "rnnsearch-first": "False"}, seen
+
+
+RECOMPUTE_CHILD = textwrap.dedent(
+    """
+    import contextlib, json, sys
+    import jax, keras, numpy as np
+    from search.data import load_source
+    from search.model import build_model
+    import search.train
+    from search.train import recomputed_recurrent_steps
+    import keras.src.backend as namespace
+    cfg = json.loads(sys.argv[2])
+    search.train.RECOMPUTE_MIN_ELEMENTS = int(sys.argv[3])
+    source = load_source(sys.argv[1], limit=300, options={"bucketing": True})
+    prepared = source.prepare(cfg)
+    x, y = prepared.x_train[:96], prepared.y_train[:96]
+    loop, gru = namespace.rnn, namespace.gru
+    trained, traced = [], []
+    for recompute in (False, True):
+        keras.utils.set_random_seed(3)
+        model = build_model(cfg, prepared.spec)
+        with recomputed_recurrent_steps() if recompute else contextlib.nullcontext():
+            swapped = namespace.rnn is not loop
+            model.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)
+            # one recurrent layer as JAX traces it for training: each step inside a remat
+            layer = next(l for l in model.layers if l.name.startswith((cfg["cell"], "bi_")))
+            values = [v.value for v in layer.trainable_variables]
+            inputs = np.ones((2, 7, cfg["embedding_dim"]), "float32")
+            def loss(values):
+                fixed = [v.value for v in layer.non_trainable_variables]
+                out, _ = layer.stateless_call(values, fixed, inputs, training=True)
+                return out.sum()
+            jaxpr = str(jax.make_jaxpr(loss)(values))
+        trained.append([w.tolist() for w in model.get_weights()])
+        traced.append({"swapped": swapped, "checkpoint": "checkpoint" in jaxpr or "remat" in jaxpr})
+    diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+               for a, b in zip(trained[0], trained[1]))
+    restored = namespace.rnn is loop and namespace.gru is gru
+    print(json.dumps({"diff": diff, "traced": traced, "restored": restored}))
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("overrides", "least"),
+    [
+        ({"cell": "lstm", "dropout": 0.2, "recurrent_dropout": 0.1}, 0),
+        ({"cell": "gru", "bidirectional": True, "head": "max", "dropout": 0.3}, 0),
+        ({"cell": "simple", "layers": 2}, 0),
+        ({"cell": "jordan", "padding": "post"}, 0),
+        ({"cell": "gru"}, None),
+    ],
+    ids=["lstm-dropout", "bigru-max", "simple-2-layers", "jordan-masked", "small-gru-default"],
+)
+def test_recomputed_recurrent_steps_train_the_same_weights(imdb_npz, overrides, least):
+    """Under JAX on a CPU each recurrent step of a large enough batch is recomputed in the
+    backward pass instead of stored (faster: bench/compiled_steps.py). The same seed trains the
+    same weights with it as without it, for every cell, both directions, dropout and masks
+    (the size rule set to 0 here, so that small models exercise it); the step is really inside
+    a remat while on, and Keras is as it was afterwards. A batch below the default size rule
+    (32 rows of at most 60 steps, 6 units) stores its steps, through Keras' own GRU loop."""
+    pytest.importorskip("jax")
+    from search.train import RECOMPUTE_MIN_ELEMENTS
+
+    cfg = {**MODEL_CFG, "units": 6, "maxlen": 60, **overrides}
+    least = RECOMPUTE_MIN_ELEMENTS if least is None else least
+    out = subprocess.run(
+        [sys.executable, "-c", RECOMPUTE_CHILD, str(imdb_npz), json.dumps(cfg), str(least)],
+        capture_output=True,
+        text=True,
+        env=_env("jax"),
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["traced"] == [
+        {"swapped": False, "checkpoint": False},
+        {"swapped": True, "checkpoint": least == 0},
+    ]
+    assert got["restored"] is True
+    assert got["diff"] < 1e-5, got["diff"]
+
+
+@pytest.mark.parametrize(
+    ("steps", "states", "recomputed"),
+    [
+        (100, [(64, 64), (64, 64)], True),  # LSTM-64: h and c, 819,200 elements
+        (500, [(64, 64), (64, 64)], True),
+        (200, [(64, 32)], False),  # GRU-32 at 200 steps: 409,600
+        (100, [(64, 32)], False),
+        (100, [(64, 128)], True),  # GRU-128
+    ],
+)
+def test_recomputing_pays_for_long_sequences_with_large_states(steps, states, recomputed):
+    from search.train import _recomputing_pays
+
+    inputs = np.zeros((64, steps, 8), "float32")
+    held = [np.zeros(s, "float32") for s in states]
+    assert _recomputing_pays(inputs, held, time_major=False) is recomputed
+    time_major = np.zeros((steps, 64, 8), "float32")
+    assert _recomputing_pays(time_major, held, time_major=True) is recomputed
