@@ -1013,11 +1013,15 @@ def delete(
         try:
             trials = len(db.trials(study))
             if not yes:
-                if not typer.confirm(
-                    f"delete study {study!r} ({trials} trials) from {db.display_url}?",
-                    default=False,
-                    err=True,
-                ):
+                try:
+                    sure = typer.confirm(
+                        f"delete study {study!r} ({trials} trials) from {db.display_url}?",
+                        default=False,
+                        err=True,
+                    )
+                except typer.Abort:  # end of input or Ctrl-C at the prompt
+                    sure = False
+                if not sure:
                     raise SearchError(f"study {study!r}: not deleted (answer y, or pass --yes)")
             removed = delete_study(db, study)
         finally:
@@ -1151,6 +1155,14 @@ def predict(
 
         if (data is None) == (not text):
             raise UsageError("--data or --text: give one of them (--text may repeat)")
+        for n, item in enumerate(text or [], start=1):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:  # undecodable bytes in the argument
+                raise UsageError(
+                    f"--text number {n}: bytes that are not UTF-8 at character "
+                    f"{exc.start + 1}; expected UTF-8 text"
+                ) from None
         _check_out_file(out)
         from search import predict as prediction
 

@@ -9,7 +9,9 @@ and writes nothing; everything after it takes the plan.
 from __future__ import annotations
 
 import math
+import os
 import secrets
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -262,14 +264,35 @@ def check_request(req: RunRequest) -> None:
         raise UsageError(f"--engine {req.engine}: expected one of {', '.join(ENGINES)}")
     if req.pruner is not None and req.pruner not in PRUNERS:
         raise UsageError(f"--pruner {req.pruner}: expected one of {', '.join(PRUNERS)}")
-    if req.tensorboard is not None and Path(req.tensorboard).expanduser().exists():
-        if not Path(req.tensorboard).expanduser().is_dir():
-            raise UsageError(
-                f"--tensorboard {req.tensorboard}: expected a folder for TensorBoard logs, got an "
-                "existing file"
-            )
+    check_folder("--checkpoint-dir", req.checkpoint_dir, "the study's checkpoints and models")
+    check_folder("--tensorboard", req.tensorboard, "TensorBoard logs")
     if req.time_budget is not None and not (math.isfinite(req.time_budget) and req.time_budget > 0):
         raise UsageError(f"--time-budget {req.time_budget}: expected a finite positive duration")
+
+
+def check_folder(option: str, folder: str | None, holds: str) -> None:
+    """Refuse a folder a run cannot write to, before anything is created: an empty name, an
+    existing file, or a missing folder whose nearest existing parent is not a writable folder
+    (missing folders are created, parents included, when the run needs them)."""
+    if folder is None:
+        return
+    if not folder.strip():
+        raise UsageError(f"{option}: expected a folder for {holds}, got an empty name")
+    path = Path(folder).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {folder}: expected a folder for {holds}, got an existing file")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"{option} {folder}: {parent} is a file, not a folder")
+    try:  # a probe, removed at once: permission bits say nothing to root or on /proc
+        os.rmdir(tempfile.mkdtemp(prefix=".rnnsearch-probe-", dir=parent))
+    except OSError as exc:
+        raise UsageError(
+            f"{option} {folder}: cannot create folders in {parent} ({exc.strerror}); expected a "
+            f"writable folder for {holds}"
+        ) from None
 
 
 def _check_engine_options(req: RunRequest, engine: str) -> None:
@@ -423,6 +446,7 @@ def resolve_plan(
             f"--checkpoint-dir {req.checkpoint_dir}: study {req.study!r} keeps its artefacts in "
             f"{checkpoint_dir or 'the default folder'} (omit --checkpoint-dir)"
         )
+    check_folder(f"study {req.study!r}'s --checkpoint-dir", checkpoint_dir, "its artefacts")
     objectives = tuple(options.get("objectives") or DEFAULT_OBJECTIVES)
     if req.objectives is not None and _objectives(req.objectives) != objectives:
         raise UsageError(
@@ -441,6 +465,11 @@ def resolve_plan(
         if req.add is not None:
             target = stored_target + req.add
         elif req.trials is not None:
+            if req.trials < finished:
+                raise UsageError(
+                    f"--trials {req.trials}: study {req.study!r} has {finished} finished trials "
+                    f"already; expected at least {finished} (or --add N for N more)"
+                )
             target = req.trials
         else:
             target = stored_target

@@ -561,8 +561,8 @@ def _params(t: TrialRecord) -> str:
 def build_report(db: StudyDatabase, study: str, out_dir: Path, *, top: int = 5) -> Report:
     """Write the figures, report.json and index.html for ``study`` into ``out_dir``."""
     out_dir = Path(out_dir)
+    sid = db.study_id(study)  # an unknown study is refused before the folder is made
     out_dir.mkdir(parents=True, exist_ok=True)
-    sid = db.study_id(study)
     trials = db.trials(study)
     epochs = db.epochs_by_trial(sid)
     config = db.study_config(study)

@@ -133,6 +133,16 @@ def retrain(
     from search.serving import check_backend
 
     check_backend()  # before training: the saved model reads raw input through TensorFlow
+    from search import serving
+
+    # before training too: the word index turns the saved model's raw text into word ids
+    words = (
+        serving.find_word_index(stored.data, word_index)
+        if source.description.get("format") == "imdb-npz"
+        else None
+    )
+    if words is not None:
+        serving.load_word_index(words, int(rec.config["vocab_size"]))  # refused here if unreadable
 
     cfg = dict(rec.config)
     full = source.prepare_full(cfg)
@@ -161,13 +171,6 @@ def retrain(
             f"finite) on {len(full.y_train)} examples; nothing was recorded or saved (try another "
             "--trial or fewer --epochs)"
         )
-    from search import serving
-
-    words = (
-        serving.find_word_index(stored.data, word_index)
-        if source.description.get("format") == "imdb-npz"
-        else None
-    )
     served = serving.raw_input_model(model, cfg, source, word_index=words)
     score = serving.score_prepared(
         served, full.x_test, full.y_test, full.len_test, full.spec, full.padding

@@ -39,12 +39,14 @@ class DimensionSpec:
         return {int: "an integer", float: "a number", str: "a string", bool: "a boolean"}[self.type]
 
 
-#: Every dimension a space may name, in the order models and training read them.
+#: Every dimension a space may name, in the order models and training read them. The maxima
+#: keep a typing slip (a size of 1e11) from reaching Keras, where it fails deep in a trial or
+#: asks for terabytes; they lie far beyond what an RNN search trains.
 KNOWN_DIMENSIONS: dict[str, DimensionSpec] = {
     "cell": DimensionSpec(
         str, "simple", choices=("simple", "jordan", "lstm", "gru"), doc="recurrent cell"
     ),
-    "units": DimensionSpec(int, 32, minimum=1, doc="units per recurrent layer"),
+    "units": DimensionSpec(int, 32, minimum=1, maximum=4096, doc="units per recurrent layer"),
     "layers": DimensionSpec(int, 1, minimum=1, maximum=3, doc="stacked recurrent layers"),
     "bidirectional": DimensionSpec(bool, False, doc="wrap each recurrent layer in Bidirectional"),
     "merge_mode": DimensionSpec(
@@ -62,16 +64,24 @@ KNOWN_DIMENSIONS: dict[str, DimensionSpec] = {
     "head": DimensionSpec(
         str, "last", choices=("last", "max", "average"), doc="last state or pooling over time"
     ),
-    "embedding_dim": DimensionSpec(int, 32, minimum=1, doc="embedding size (token input)"),
-    "vocab_size": DimensionSpec(int, 10_000, minimum=3, doc="vocabulary size (token input)"),
-    "maxlen": DimensionSpec(int, 200, minimum=1, doc="sequence length after padding"),
+    "embedding_dim": DimensionSpec(
+        int, 32, minimum=1, maximum=4096, doc="embedding size (token input)"
+    ),
+    "vocab_size": DimensionSpec(
+        int, 10_000, minimum=3, maximum=2_000_000, doc="vocabulary size (token input)"
+    ),
+    "maxlen": DimensionSpec(
+        int, 200, minimum=1, maximum=100_000, doc="sequence length after padding"
+    ),
     "padding": DimensionSpec(str, "pre", choices=("pre", "post"), doc="where padding goes"),
     "optimizer": DimensionSpec(
         str, "adam", choices=("adam", "rmsprop", "adamax", "sgd"), doc="optimiser"
     ),
-    "learning_rate": DimensionSpec(float, 1e-3, minimum=0.0, doc="learning rate"),
-    "batch_size": DimensionSpec(int, 64, minimum=1, doc="batch size"),
-    "epochs": DimensionSpec(int, None, minimum=1, doc="epochs (default: --max-epochs)"),
+    "learning_rate": DimensionSpec(float, 1e-3, minimum=0.0, maximum=10.0, doc="learning rate"),
+    "batch_size": DimensionSpec(int, 64, minimum=1, maximum=65_536, doc="batch size"),
+    "epochs": DimensionSpec(
+        int, None, minimum=1, maximum=10_000, doc="epochs (default: --max-epochs)"
+    ),
 }
 
 #: Dimensions of token input only: numeric data has no vocabulary and no embedding.

@@ -153,8 +153,16 @@ _OPTUNA_STATE = {
 
 
 def resolve_url(url: str | None) -> str:
-    """The storage URL to use: the argument, else $RNNSEARCH_STORAGE, else ./rnnsearch.db."""
-    return url or os.environ.get(ENV_VAR) or DEFAULT_URL
+    """The storage URL to use: the argument, else $RNNSEARCH_STORAGE, else ./rnnsearch.db.
+    An empty or blank one given on purpose is refused, not read as "the default"."""
+    if url is not None:
+        if not url.strip():
+            raise StorageURLError("--storage: expected a database URL, got an empty string")
+        return url
+    env = os.environ.get(ENV_VAR)
+    if env is not None and not env.strip():
+        raise StorageURLError(f"${ENV_VAR} is set but empty: expected a database URL, or unset it")
+    return env or DEFAULT_URL
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -673,6 +681,19 @@ class StudyDatabase:
             row = s.get(StudyConfigRow, sid)
             if row is None or row.uid is None or row.uid != self._live_uid(s, sid):
                 return None  # none, or an orphan of a deleted study whose id was reused
+            for field, value, kind, expected in (
+                ("data", row.data, dict, "a JSON object"),
+                ("options", row.options, dict, "a JSON object"),
+                ("seed", row.seed, int, "an integer"),
+                ("target_trials", row.target_trials, int, "an integer"),
+            ):
+                # SQLite keeps whatever a hand edit wrote, whatever the column's type
+                if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+                    raise DamagedStudyError(
+                        f"{self.display_url}: study {name!r}: the stored {field} is "
+                        f"{json.dumps(value)[:60]}, expected {expected}; the study database "
+                        "is damaged"
+                    )
             return StudyConfig(
                 name=row.study_name,
                 study_id=row.study_id,
@@ -934,7 +955,8 @@ class StudyDatabase:
                     study_id=sid,
                     engine=cfg.engine if cfg else None,
                     space=cfg.space_name if cfg else None,
-                    data=(cfg.data or {}).get("source") if cfg else None,
+                    # a damaged record lists as unknown data; reading the study says what broke
+                    data=cfg.data.get("source") if cfg and isinstance(cfg.data, dict) else None,
                     direction=direction,
                     counts=c,
                     best_value=best,

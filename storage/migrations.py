@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Connection, select, text
 
-from storage.errors import StorageError
+from storage.errors import DamagedStudyError, StorageError
 from storage.schema import SCHEMA_VERSION, Base, MetaRow
 
 UID_ATTR = "rnnsearch_uid"
@@ -70,7 +70,18 @@ def current_version(conn: Connection) -> int | None:
     if not conn.dialect.has_table(conn, MetaRow.__tablename__):
         return None
     value = conn.execute(select(MetaRow.value).where(MetaRow.key == "schema_version")).scalar()
-    return int(value) if value is not None else None
+    if value is None:
+        return None
+    try:
+        version = int(value)
+    except (TypeError, ValueError):
+        version = 0
+    if version < 1:
+        raise DamagedStudyError(
+            f"rnnsearch's schema version in the study database is {value!r}, expected a whole "
+            "number from 1; the study database is damaged"
+        )
+    return version
 
 
 def upgrade(conn: Connection) -> None:

@@ -379,6 +379,36 @@ ROWS: list[Row] = [
         STUDY,
         setup=lambda d: _break(d / "study.db", "update rnnsearch_studies set data='{'"),
     ),
+    # Valid JSON of the wrong kind, or text in a number column (SQLite keeps what a hand edit
+    # writes).
+    Row(
+        "resume-data-a-string",
+        with_db("resume", STUDY, "--quiet"),
+        'the stored data is "just a string", expected a JSON object',
+        setup=lambda d: _break(
+            d / "study.db", "update rnnsearch_studies set data='\"just a string\"'"
+        ),
+    ),
+    Row(
+        "best-where-options-a-list",
+        with_db("best", STUDY, "--where", "cell=lstm"),
+        "the stored options is [1, 2]",
+        setup=lambda d: _break(d / "study.db", "update rnnsearch_studies set options='[1,2]'"),
+    ),
+    Row(
+        "resume-seed-text",
+        with_db("resume", STUDY, "--quiet"),
+        "the stored seed",
+        setup=lambda d: _break(d / "study.db", "update rnnsearch_studies set seed='abc'"),
+    ),
+    Row(
+        "resume-schema-version-text",
+        with_db("resume", STUDY, "--quiet"),
+        "schema version in the study database is 'abc'",
+        setup=lambda d: _break(
+            d / "study.db", "update rnnsearch_meta set value='abc' where key='schema_version'"
+        ),
+    ),
     # Data files and runs the service refuses (no study database may be created).
     Row(
         "data-pickle-as-npz",
@@ -437,6 +467,40 @@ ROWS: list[Row] = [
         subprocess=True,
     ),
     Row("sub-workers-0", run_args("--workers", "0"), "--workers", subprocess=True),
+    # Folders a run would write to, checked before the study is created.
+    Row(
+        "checkpoint-dir-is-a-file",
+        lambda d: run_args("--checkpoint-dir", str(d / "a-file"))(d),
+        "--checkpoint-dir",
+        setup=write("a-file", "x"),
+    ),
+    Row(
+        "checkpoint-dir-under-a-file",
+        lambda d: run_args("--checkpoint-dir", str(d / "a-file" / "x"))(d),
+        "--checkpoint-dir",
+        setup=write("a-file", "x"),
+    ),
+    Row("checkpoint-dir-empty", run_args("--checkpoint-dir", ""), "--checkpoint-dir"),
+    Row("checkpoint-dir-in-proc", run_args("--checkpoint-dir", "/proc/rnnsearch"), "/proc"),
+    Row("tensorboard-empty", run_args("--tensorboard", ""), "--tensorboard"),
+    Row("storage-empty", lambda d: ["studies", "--storage", ""], "--storage"),
+    Row(
+        "report-unknown-study",
+        lambda d: ["report", "nosuch", "--out", str(d / "r"), "--storage", db_url(d)],
+        "nosuch",
+    ),
+    Row("resume-trials-below-finished", with_db("resume", STUDY, "--trials", "1"), "--trials 1"),
+    Row(
+        "predict-text-not-utf8",
+        lambda d: ["predict", str(d / "m.keras"), "--text", "bad \udcff text"],
+        "--text",
+    ),
+    Row(
+        "space-units-absurd",
+        lambda d: ["spaces", "validate", str(d / "huge.toml")],
+        "units",
+        setup=write("huge.toml", "[dimensions]\nunits = 100000000000\n"),
+    ),
 ]
 
 
@@ -558,6 +622,25 @@ def test_a_plain_optuna_database_is_queried_without_writing(tmp_path: Path) -> N
     )
     assert result.exit_code == 0, result.output
     assert result.stdout.count('"rank"') == 3
+    assert snapshot(tmp_path) == before
+
+
+def test_an_empty_storage_variable_is_refused(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RNNSEARCH_STORAGE", "")
+    result = CliRunner().invoke(app, ["studies"])
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert "$RNNSEARCH_STORAGE is set but empty" in line
+    assert list(tmp_path.iterdir()) == []  # no rnnsearch.db by default
+
+
+def test_delete_without_an_answer_deletes_nothing(template: Path, tmp_path: Path) -> None:
+    shutil.copy(template, tmp_path / "study.db")
+    before = snapshot(tmp_path)
+    result = CliRunner().invoke(app, ["delete", STUDY, "--storage", db_url(tmp_path)], input="")
+    assert result.exit_code == 1, result.output
+    assert "not deleted (answer y, or pass --yes)" in result.stderr.strip().splitlines()[-1]
     assert snapshot(tmp_path) == before
 
 

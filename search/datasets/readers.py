@@ -51,9 +51,10 @@ def folder_fingerprint(path: Path) -> str:
 
 
 def _open_text(path: Path) -> io.TextIOBase:
+    # utf-8-sig: a byte-order mark (Excel writes one) would otherwise join the first column's name
     if path.name.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return path.open("r", encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return path.open("r", encoding="utf-8-sig", newline="")
 
 
 def _split_of(value: Any, path: Path, where: str, split_col: str) -> str:

@@ -342,6 +342,7 @@ def test_missing_parameter_counts_are_computed_from_the_configuration(study):
 def test_report_on_missing_study_exits_2(study, tmp_path: Path):
     result = invoke("report", "nope", "--out", str(tmp_path / "r"), "--storage", study["url"])
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()  # a refused command creates nothing
 
 
 # -- export -----------------------------------------------------------------------------
@@ -468,6 +469,26 @@ def test_retrain_refuses_bad_arguments(study, tmp_path: Path):
         assert result.exit_code == 2, (args, result.output)
         [line] = result.stderr.strip().splitlines()
         assert expected in line
+
+
+def test_retrain_refuses_a_bad_word_index_before_training(study, tmp_path: Path, monkeypatch):
+    """The word index is read when the raw-input model is built, after training: a missing or
+    unreadable one must be refused first, not after minutes of training."""
+    import search.model
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("retrain built a model before checking --word-index")
+
+    monkeypatch.setattr(search.model, "build_model", no_training)
+    (tmp_path / "words.json").write_text("[1, 2]")
+    for path, expected in (
+        (tmp_path / "none.json", "--word-index"),
+        (tmp_path / "words.json", "expected a JSON object of word -> rank"),
+    ):
+        result = invoke("retrain", STUDY, "--word-index", str(path), "--storage", study["url"])
+        assert result.exit_code == 2, result.output
+        [line] = result.stderr.strip().splitlines()
+        assert expected in line and str(path) in line
 
 
 def test_help_stays_light():
