@@ -128,6 +128,17 @@ def test_csv_gz_with_own_columns_and_class_names_holds_out_a_test_split(tmp_path
     assert d["options"]["text_col"] == "review"
 
 
+def test_csv_with_a_byte_order_mark_reads_its_first_column(tmp_path):
+    """Excel's "CSV UTF-8" starts with a byte-order mark; it is not part of the column's name."""
+    rng = np.random.default_rng(3)
+    lines = ["text,label"] + [f"{review(i % 2, rng)},{i % 2}" for i in range(40)]
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode("utf-8"))
+    src = load_source(str(path))
+    assert src.description["format"] == "text-csv"
+    assert len(src.train) + len(src.test) == 40
+
+
 def test_jsonl_multiclass_with_split(tmp_path):
     rng = np.random.default_rng(2)
     words = {"sports": "ball goal", "food": "bread soup", "music": "song drum"}
