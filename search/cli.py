@@ -565,8 +565,6 @@ def resume(
     debug: DebugOpt = False,
 ) -> None:
     """Continue an interrupted study to its target with its stored space, data and seed."""
-    if trials is not None and add is not None:
-        _fail("--trials and --add: give one of them, not both", EXIT_USAGE)
     _run_command(
         dict(
             study=study,

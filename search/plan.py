@@ -247,6 +247,8 @@ def check_request(req: RunRequest) -> None:
         ("--hyperband-iterations", req.hyperband_iterations),
     ):
         check_count(option, value)
+    if req.trials is not None and req.add is not None:
+        raise UsageError("--trials and --add: give one of them, not both")
     check_count("--patience", req.patience, zero_means="off")
     check_count("--keep-checkpoints", req.keep_checkpoints, zero_means="keep none")
     if req.objectives is not None:

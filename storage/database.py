@@ -673,6 +673,24 @@ class StudyDatabase:
             uid=uid,
         )
 
+    def _check_stored_numbers(self, info: TrialInfoRow, study: str, number: int) -> None:
+        """SQLite keeps text a hand edit writes into a number column: refuse it by name."""
+        for name in (
+            *TRIAL_FIGURE_COLUMNS,
+            "test_loss",
+            "test_accuracy",
+            "wall_seconds",
+            "epochs_trained",
+            "param_count",
+        ):
+            value = getattr(info, name)
+            number_like = isinstance(value, int | float) and not isinstance(value, bool)
+            if value is not None and not number_like:
+                raise DamagedStudyError(
+                    f"{self.display_url}: study {study!r}, trial {number}: the stored {name} is "
+                    f"{str(value)[:40]!r}, expected a number; the study database is damaged"
+                )
+
     @_names_broken_json
     def study_config(self, name: str) -> StudyConfig | None:
         """What the study was started with, or None for a study rnnsearch did not create."""
@@ -1232,6 +1250,8 @@ class StudyDatabase:
             out: list[TrialRecord] = []
             for tid, number, state, start, end in trows:
                 info = infos.get(tid)
+                if info is not None:
+                    self._check_stored_numbers(info, study, number)
                 st = _OPTUNA_STATE.get(str(state), str(state).lower())
                 if st == "failed" and info is not None and info.status == "interrupted":
                     st = "interrupted"

@@ -160,6 +160,7 @@ ROWS: list[Row] = [
     Row("export-format-xml", with_db("export", STUDY, "--format", "xml"), "xml"),
     Row("spaces-show-format-xml", lambda d: ["spaces", "show", "default", "-f", "xml"], "xml"),
     Row("resume-trials-and-add", with_db("resume", STUDY, "--trials", "3", "--add", "1"), "--add"),
+    Row("run-trials-and-add", run_args("--add", "1"), "--trials and --add"),
     # Values checked by search.validation before anything is opened.
     Row("seed-negative", run_args("--seed", "-1"), "--seed -1"),
     Row("seed-2**40", run_args("--seed", "1099511627776"), "1099511627776"),
@@ -407,6 +408,22 @@ ROWS: list[Row] = [
         "schema version in the study database is 'abc'",
         setup=lambda d: _break(
             d / "study.db", "update rnnsearch_meta set value='abc' where key='schema_version'"
+        ),
+    ),
+    Row(
+        "trials-val-accuracy-text",
+        with_db("trials", STUDY),
+        "trial 1: the stored val_accuracy is 'abc', expected a number",
+        setup=lambda d: _break(
+            d / "study.db", "update rnnsearch_trials set val_accuracy='abc' where number=1"
+        ),
+    ),
+    Row(
+        "best-wall-seconds-text",
+        with_db("best", STUDY),
+        "trial 1: the stored wall_seconds",
+        setup=lambda d: _break(
+            d / "study.db", "update rnnsearch_trials set wall_seconds='x' where number=1"
         ),
     ),
     # Data files and runs the service refuses (no study database may be created).

@@ -443,77 +443,82 @@ RECOMPUTE_CHILD = textwrap.dedent(
     import search.train
     from search.train import recomputed_recurrent_steps
     import keras.src.backend as namespace
-    cfg = json.loads(sys.argv[2])
-    search.train.RECOMPUTE_MIN_ELEMENTS = int(sys.argv[3])
     source = load_source(sys.argv[1], limit=300, options={"bucketing": True})
-    prepared = source.prepare(cfg)
-    x, y = prepared.x_train[:96], prepared.y_train[:96]
     loop, gru = namespace.rnn, namespace.gru
-    trained, traced = [], []
-    for recompute in (False, True):
-        keras.utils.set_random_seed(3)
-        model = build_model(cfg, prepared.spec)
-        with recomputed_recurrent_steps() if recompute else contextlib.nullcontext():
-            swapped = namespace.rnn is not loop
-            model.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)
-            # one recurrent layer as JAX traces it for training: each step inside a remat
-            layer = next(l for l in model.layers if l.name.startswith((cfg["cell"], "bi_")))
-            values = [v.value for v in layer.trainable_variables]
-            inputs = np.ones((2, 7, cfg["embedding_dim"]), "float32")
-            def loss(values):
-                fixed = [v.value for v in layer.non_trainable_variables]
-                out, _ = layer.stateless_call(values, fixed, inputs, training=True)
-                return out.sum()
-            jaxpr = str(jax.make_jaxpr(loss)(values))
-        trained.append([w.tolist() for w in model.get_weights()])
-        traced.append({"swapped": swapped, "checkpoint": "checkpoint" in jaxpr or "remat" in jaxpr})
-    diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-               for a, b in zip(trained[0], trained[1]))
-    restored = namespace.rnn is loop and namespace.gru is gru
-    print(json.dumps({"diff": diff, "traced": traced, "restored": restored}))
+    results = []
+    for cfg, least in json.loads(sys.argv[2]):
+        search.train.RECOMPUTE_MIN_ELEMENTS = least
+        prepared = source.prepare(cfg)
+        x, y = prepared.x_train[:96], prepared.y_train[:96]
+        trained, traced = [], []
+        for recompute in (False, True):
+            keras.utils.set_random_seed(3)
+            model = build_model(cfg, prepared.spec)
+            with recomputed_recurrent_steps() if recompute else contextlib.nullcontext():
+                swapped = namespace.rnn is not loop
+                model.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)
+                # one recurrent layer as JAX traces it for training: each step inside a remat
+                layer = next(l for l in model.layers if l.name.startswith((cfg["cell"], "bi_")))
+                values = [v.value for v in layer.trainable_variables]
+                inputs = np.ones((2, 7, cfg["embedding_dim"]), "float32")
+                def loss(values):
+                    fixed = [v.value for v in layer.non_trainable_variables]
+                    out, _ = layer.stateless_call(values, fixed, inputs, training=True)
+                    return out.sum()
+                jaxpr = str(jax.make_jaxpr(loss)(values))
+            trained.append([w.tolist() for w in model.get_weights()])
+            traced.append({"swapped": swapped,
+                           "checkpoint": "checkpoint" in jaxpr or "remat" in jaxpr})
+        diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+                   for a, b in zip(trained[0], trained[1]))
+        restored = namespace.rnn is loop and namespace.gru is gru
+        results.append({"diff": diff, "traced": traced, "restored": restored})
+    print(json.dumps(results))
     """
 )
 
+RECOMPUTE_CASES = {
+    "lstm-dropout": ({"cell": "lstm", "dropout": 0.2, "recurrent_dropout": 0.1}, 0),
+    "bigru-max": ({"cell": "gru", "bidirectional": True, "head": "max", "dropout": 0.3}, 0),
+    "simple-2-layers": ({"cell": "simple", "layers": 2}, 0),
+    "jordan-masked": ({"cell": "jordan", "padding": "post"}, 0),
+    "small-gru-default": ({"cell": "gru"}, None),
+}
+
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("overrides", "least"),
-    [
-        ({"cell": "lstm", "dropout": 0.2, "recurrent_dropout": 0.1}, 0),
-        ({"cell": "gru", "bidirectional": True, "head": "max", "dropout": 0.3}, 0),
-        ({"cell": "simple", "layers": 2}, 0),
-        ({"cell": "jordan", "padding": "post"}, 0),
-        ({"cell": "gru"}, None),
-    ],
-    ids=["lstm-dropout", "bigru-max", "simple-2-layers", "jordan-masked", "small-gru-default"],
-)
-def test_recomputed_recurrent_steps_train_the_same_weights(imdb_npz, overrides, least):
+def test_recomputed_recurrent_steps_train_the_same_weights(imdb_npz):
     """Under JAX on a CPU each recurrent step of a large enough batch is recomputed in the
     backward pass instead of stored (faster: bench/compiled_steps.py). The same seed trains the
     same weights with it as without it, for every cell, both directions, dropout and masks
     (the size rule set to 0 here, so that small models exercise it); the step is really inside
     a remat while on, and Keras is as it was afterwards. A batch below the default size rule
-    (32 rows of at most 60 steps, 6 units) stores its steps, through Keras' own GRU loop."""
+    (32 rows of at most 60 steps, 6 units) stores its steps, through Keras' own GRU loop. One
+    subprocess for every case (JAX's start-up once)."""
     pytest.importorskip("jax")
     from search.train import RECOMPUTE_MIN_ELEMENTS
 
-    cfg = {**MODEL_CFG, "units": 6, "maxlen": 60, **overrides}
-    least = RECOMPUTE_MIN_ELEMENTS if least is None else least
+    cases = [
+        ({**MODEL_CFG, "units": 6, "maxlen": 60, **overrides}, least)
+        for overrides, least in RECOMPUTE_CASES.values()
+    ]
+    cases = [(cfg, RECOMPUTE_MIN_ELEMENTS if least is None else least) for cfg, least in cases]
     out = subprocess.run(
-        [sys.executable, "-c", RECOMPUTE_CHILD, str(imdb_npz), json.dumps(cfg), str(least)],
+        [sys.executable, "-c", RECOMPUTE_CHILD, str(imdb_npz), json.dumps(cases)],
         capture_output=True,
         text=True,
         env=_env("jax"),
-        timeout=300,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got["traced"] == [
-        {"swapped": False, "checkpoint": False},
-        {"swapped": True, "checkpoint": least == 0},
-    ]
-    assert got["restored"] is True
-    assert got["diff"] < 1e-5, got["diff"]
+    results = json.loads(out.stdout.strip().splitlines()[-1])
+    for name, (_, least), got in zip(RECOMPUTE_CASES, cases, results, strict=True):
+        assert got["traced"] == [
+            {"swapped": False, "checkpoint": False},
+            {"swapped": True, "checkpoint": least == 0},
+        ], name
+        assert got["restored"] is True, name
+        assert got["diff"] < 1e-5, (name, got["diff"])
 
 
 @pytest.mark.parametrize(
