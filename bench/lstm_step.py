@@ -27,6 +27,7 @@ and each form's ratio to ``keras-form``.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -49,21 +50,12 @@ def build(batch: int, steps: int, features: int, units: int):  # noqa: ANN201 - 
 
     zeros = (jnp.zeros((batch, units)), jnp.zeros((batch, units)))
 
-    def keras_form(kernel, recurrent, x):  # noqa: ANN001, ANN202
+    def keras_form(kernel, recurrent, x, recompute=False):  # noqa: ANN001, ANN202
         def step(carry, x_t):  # noqa: ANN001, ANN202
             h, c = carry
             return gates(x_t @ kernel + h @ recurrent, c), None
 
-        (h, _), _ = jax.lax.scan(step, zeros, x)
-        return jnp.sum(h * h)
-
-    def recomputed(kernel, recurrent, x):  # noqa: ANN001, ANN202
-        @jax.checkpoint
-        def step(carry, x_t):  # noqa: ANN001, ANN202
-            h, c = carry
-            return gates(x_t @ kernel + h @ recurrent, c), None
-
-        (h, _), _ = jax.lax.scan(step, zeros, x)
+        (h, _), _ = jax.lax.scan(jax.checkpoint(step) if recompute else step, zeros, x)
         return jnp.sum(h * h)
 
     def hoisted(kernel, recurrent, x):  # noqa: ANN001, ANN202
@@ -128,7 +120,7 @@ def build(batch: int, steps: int, features: int, units: int):  # noqa: ANN201 - 
     )
     losses = {
         "keras-form": keras_form,
-        "recomputed": recomputed,
+        "recomputed": functools.partial(keras_form, recompute=True),
         "hoisted": hoisted,
         "custom-backward": custom_backward,
     }

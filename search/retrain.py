@@ -136,13 +136,7 @@ def retrain(
     from search import serving
 
     # before training too: the word index turns the saved model's raw text into word ids
-    words = (
-        serving.find_word_index(stored.data, word_index)
-        if source.description.get("format") == "imdb-npz"
-        else None
-    )
-    if words is not None:
-        serving.load_word_index(words, int(rec.config["vocab_size"]))  # refused here if unreadable
+    words = serving.imdb_words(source, rec.config, word_index)
 
     cfg = dict(rec.config)
     full = source.prepare_full(cfg)
@@ -171,7 +165,7 @@ def retrain(
             f"finite) on {len(full.y_train)} examples; nothing was recorded or saved (try another "
             "--trial or fewer --epochs)"
         )
-    served = serving.raw_input_model(model, cfg, source, word_index=words)
+    served = serving.raw_input_model(model, cfg, source, words=words)
     score = serving.score_prepared(
         served, full.x_test, full.y_test, full.len_test, full.spec, full.padding
     )

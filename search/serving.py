@@ -67,6 +67,19 @@ def find_word_index(description: dict[str, Any], explicit: str | None = None) ->
     return next((p for p in candidates if p.is_file()), None)
 
 
+def imdb_words(
+    source: Any, config: dict[str, Any], explicit: str | None = None
+) -> list[str] | None:
+    """The words a raw-input model of a study on Keras' IMDB file reads text with
+    (:func:`find_word_index`, then :func:`load_word_index`), or None: other data, or no word
+    index found (the model then reads word ids). Called before any training, so that a bad
+    ``--word-index`` is refused first."""
+    if source.description.get("format") != "imdb-npz":
+        return None
+    path = find_word_index(source.description, explicit)
+    return load_word_index(path, int(config["vocab_size"])) if path is not None else None
+
+
 def load_word_index(path: Path, vocab_size: int) -> list[str]:
     """Words by rank (index r - 1 holds the word of rank r), the ranks a model of
     ``vocab_size`` ids can use (rank + 3 < vocab_size)."""
@@ -101,7 +114,7 @@ def classifier(trained: Any, config: dict[str, Any], spec: Any) -> Any:
 
 
 def raw_input_model(
-    trained: Any, config: dict[str, Any], source: Any, *, word_index: Path | None = None
+    trained: Any, config: dict[str, Any], source: Any, *, words: list[str] | None = None
 ) -> Any:
     """The model a user applies to raw input (see the module notes)."""
     import keras
@@ -130,9 +143,9 @@ def raw_input_model(
         x = Standardise(stats["mean"], stats["std"], name="standardise")(inputs)
     elif fmt == "imdb-npz":
         vocab = int(config["vocab_size"])
-        if word_index is not None:
+        if words is not None:
             inputs = keras.Input(shape=(), dtype="string", name="text")
-            x = ImdbWordIds(load_word_index(word_index, vocab), vocab, name="word_ids")(inputs)
+            x = ImdbWordIds(words, vocab, name="word_ids")(inputs)
         else:
             inputs = keras.Input(shape=(None,), dtype="int32", name="token_ids")
             x = VocabularyCap(vocab, IMDB_OOV_ID, name="vocabulary_cap")(inputs)

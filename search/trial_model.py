@@ -92,6 +92,7 @@ def save_trial_model(
     from search.datasets.batching import fit_inputs
 
     cfg = dict(rec.config)
+    words = serving.imdb_words(source, cfg, word_index)  # a bad --word-index before any work
     prepared = source.prepare(cfg)
     keras.backend.clear_session(free_memory=True)
     restored = store.load(lineage, cfg, prepared.fingerprint, epoch=epoch)
@@ -114,12 +115,7 @@ def save_trial_model(
     else:
         scored = restored.model.evaluate(validation, verbose=0)
     val_accuracy = float(scored[1])
-    words = (
-        serving.find_word_index(stored.data, word_index)
-        if source.description.get("format") == "imdb-npz"
-        else None
-    )
-    served = serving.raw_input_model(restored.model, cfg, source, word_index=words)
+    served = serving.raw_input_model(restored.model, cfg, source, words=words)
     saved_score = serving.score_prepared(
         served, prepared.x_val, prepared.y_val, prepared.len_val, prepared.spec, prepared.padding
     )

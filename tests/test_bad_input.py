@@ -83,6 +83,11 @@ def _break(path: Path, sql: str) -> None:
     conn.close()
 
 
+def broken_study(sql: str) -> Callable[[Path], None]:
+    """A row's setup: the row's copy of the study database changed by ``sql``."""
+    return lambda d: _break(d / "study.db", sql)
+
+
 def _pickle_npz(d: Path) -> Path:
     """A pickle (of a harmless dict) disguised as an .npz."""
     path = d / "data.npz"
@@ -336,49 +341,43 @@ ROWS: list[Row] = [
         "best-broken-trial-config",
         with_db("best", STUDY, "--top", "5"),
         "trial 1",
-        setup=lambda d: _break(
-            d / "study.db", "update rnnsearch_trials set config='{' where number=1"
-        ),
+        setup=broken_study("update rnnsearch_trials set config='{' where number=1"),
     ),
     Row(
         "trials-broken-trial-config",
         with_db("trials", STUDY),
         "trial 0",
-        setup=lambda d: _break(
-            d / "study.db", "update rnnsearch_trials set config='[1,' where number=0"
-        ),
+        setup=broken_study("update rnnsearch_trials set config='[1,' where number=0"),
     ),
     Row(
         "studies-broken-data",
         with_db("studies"),
         STUDY,
-        setup=lambda d: _break(d / "study.db", "update rnnsearch_studies set data='{nope'"),
+        setup=broken_study("update rnnsearch_studies set data='{nope'"),
     ),
     Row(
         "export-broken-trial-config",
         with_db("export", STUDY),
         "trial 1",
-        setup=lambda d: _break(
-            d / "study.db", "update rnnsearch_trials set config='x' where number=1"
-        ),
+        setup=broken_study("update rnnsearch_trials set config='x' where number=1"),
     ),
     Row(
         "best-where-broken-options",
         with_db("best", STUDY, "--where", "cell=lstm"),
         "options",
-        setup=lambda d: _break(d / "study.db", "update rnnsearch_studies set options='{'"),
+        setup=broken_study("update rnnsearch_studies set options='{'"),
     ),
     Row(
         "resume-broken-space",
         with_db("resume", STUDY, "--quiet"),
         STUDY,
-        setup=lambda d: _break(d / "study.db", "update rnnsearch_studies set space_json='{'"),
+        setup=broken_study("update rnnsearch_studies set space_json='{'"),
     ),
     Row(
         "resume-broken-data",
         with_db("resume", STUDY, "--quiet"),
         STUDY,
-        setup=lambda d: _break(d / "study.db", "update rnnsearch_studies set data='{'"),
+        setup=broken_study("update rnnsearch_studies set data='{'"),
     ),
     # Valid JSON of the wrong kind, or text in a number column (SQLite keeps what a hand edit
     # writes).
@@ -386,45 +385,37 @@ ROWS: list[Row] = [
         "resume-data-a-string",
         with_db("resume", STUDY, "--quiet"),
         'the stored data is "just a string", expected a JSON object',
-        setup=lambda d: _break(
-            d / "study.db", "update rnnsearch_studies set data='\"just a string\"'"
-        ),
+        setup=broken_study("update rnnsearch_studies set data='\"just a string\"'"),
     ),
     Row(
         "best-where-options-a-list",
         with_db("best", STUDY, "--where", "cell=lstm"),
         "the stored options is [1, 2]",
-        setup=lambda d: _break(d / "study.db", "update rnnsearch_studies set options='[1,2]'"),
+        setup=broken_study("update rnnsearch_studies set options='[1,2]'"),
     ),
     Row(
         "resume-seed-text",
         with_db("resume", STUDY, "--quiet"),
         "the stored seed",
-        setup=lambda d: _break(d / "study.db", "update rnnsearch_studies set seed='abc'"),
+        setup=broken_study("update rnnsearch_studies set seed='abc'"),
     ),
     Row(
         "resume-schema-version-text",
         with_db("resume", STUDY, "--quiet"),
         "schema version in the study database is 'abc'",
-        setup=lambda d: _break(
-            d / "study.db", "update rnnsearch_meta set value='abc' where key='schema_version'"
-        ),
+        setup=broken_study("update rnnsearch_meta set value='abc' where key='schema_version'"),
     ),
     Row(
         "trials-val-accuracy-text",
         with_db("trials", STUDY),
         "trial 1: the stored val_accuracy is 'abc', expected a number",
-        setup=lambda d: _break(
-            d / "study.db", "update rnnsearch_trials set val_accuracy='abc' where number=1"
-        ),
+        setup=broken_study("update rnnsearch_trials set val_accuracy='abc' where number=1"),
     ),
     Row(
         "best-wall-seconds-text",
         with_db("best", STUDY),
         "trial 1: the stored wall_seconds",
-        setup=lambda d: _break(
-            d / "study.db", "update rnnsearch_trials set wall_seconds='x' where number=1"
-        ),
+        setup=broken_study("update rnnsearch_trials set wall_seconds='x' where number=1"),
     ),
     # Data files and runs the service refuses (no study database may be created).
     Row(

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -234,18 +235,23 @@ def _env(backend: str) -> dict[str, str]:
     return {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(REPO)}
 
 
-@pytest.mark.slow
-def test_jax_compiled_model_predicts_as_the_uncompiled_one(imdb_npz):
-    pytest.importorskip("jax")
+def _jax_child(code: str, *args: str, timeout: int = 300) -> Any:
+    """Run ``code`` under Keras' JAX backend in a fresh process; its last stdout line as JSON."""
     out = subprocess.run(
-        [sys.executable, "-c", JAX_CHILD, str(imdb_npz), json.dumps(MODEL_CFG)],
+        [sys.executable, "-c", code, *args],
         capture_output=True,
         text=True,
         env=_env("jax"),
-        timeout=300,
+        timeout=timeout,
     )
-    assert out.returncode == 0, out.stderr[-2000:]
-    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_jax_compiled_model_predicts_as_the_uncompiled_one(imdb_npz):
+    pytest.importorskip("jax")
+    got = _jax_child(JAX_CHILD, str(imdb_npz), json.dumps(MODEL_CFG))
     assert got["backend"] == "jax"
     assert got["diff"] < 1e-5
 
@@ -503,15 +509,7 @@ def test_recomputed_recurrent_steps_train_the_same_weights(imdb_npz):
         for overrides, least in RECOMPUTE_CASES.values()
     ]
     cases = [(cfg, RECOMPUTE_MIN_ELEMENTS if least is None else least) for cfg, least in cases]
-    out = subprocess.run(
-        [sys.executable, "-c", RECOMPUTE_CHILD, str(imdb_npz), json.dumps(cases)],
-        capture_output=True,
-        text=True,
-        env=_env("jax"),
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    results = json.loads(out.stdout.strip().splitlines()[-1])
+    results = _jax_child(RECOMPUTE_CHILD, str(imdb_npz), json.dumps(cases), timeout=600)
     for name, (_, least), got in zip(RECOMPUTE_CASES, cases, results, strict=True):
         assert got["traced"] == [
             {"swapped": False, "checkpoint": False},
