@@ -644,6 +644,7 @@ def _run_command(
                         "ran": summary.ran,
                         "seconds": round(summary.seconds, 2),
                         "counts": summary.counts,
+                        "changed": list(summary.changed),
                         "best": trial_dict(summary.best) if summary.best else None,
                         **(
                             {
@@ -658,6 +659,9 @@ def _run_command(
             )
             return
         best = summary.best
+        if shown == "off":  # the progress display said it at the start otherwise
+            for line in summary.changed:
+                _echo(f"study {summary.study}: {line}")
         counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items()))
         _echo(
             f"study {summary.study}: {summary.finished}/{summary.target} trials finished "
@@ -1007,20 +1011,27 @@ def delete(
         from storage import StudyDatabase
 
         _check_study(study)
+        # Read and ask on a read-only connection: opening for writing mends the schema (missing
+        # tables are created), which a refused delete must not do.
+        reader = StudyDatabase(storage, create=False, read_only=True)
+        try:
+            trials = len(reader.trials(study))
+            shown = reader.display_url
+        finally:
+            reader.dispose()
+        if not yes:
+            try:
+                sure = typer.confirm(
+                    f"delete study {study!r} ({trials} trials) from {shown}?",
+                    default=False,
+                    err=True,
+                )
+            except typer.Abort:  # end of input or Ctrl-C at the prompt
+                sure = False
+            if not sure:
+                raise SearchError(f"study {study!r}: not deleted (answer y, or pass --yes)")
         db = StudyDatabase(storage, create=False, read_only=False)
         try:
-            trials = len(db.trials(study))
-            if not yes:
-                try:
-                    sure = typer.confirm(
-                        f"delete study {study!r} ({trials} trials) from {db.display_url}?",
-                        default=False,
-                        err=True,
-                    )
-                except typer.Abort:  # end of input or Ctrl-C at the prompt
-                    sure = False
-                if not sure:
-                    raise SearchError(f"study {study!r}: not deleted (answer y, or pass --yes)")
             removed = delete_study(db, study)
         finally:
             db.dispose()
@@ -1054,11 +1065,9 @@ def export(
 
         _check_study(study)
         if out is not None:
-            folder = os.path.dirname(os.path.abspath(out))
-            if os.path.isdir(out):
-                raise UsageError(f"--out {out}: expected a file name, got a folder")
-            if not os.path.isdir(folder):
-                raise UsageError(f"--out {out}: the folder {folder} does not exist")
+            from storage.database import resolve_url, sqlite_path
+
+            _check_out_file(out, {"the study database": sqlite_path(resolve_url(storage))})
         db = _open_for_reading(storage)
         text = export_study(db, study, fmt.value)
         if out is None:
@@ -1161,7 +1170,7 @@ def predict(
                     f"--text number {n}: bytes that are not UTF-8 at character "
                     f"{exc.start + 1}; expected UTF-8 text"
                 ) from None
-        _check_out_file(out)
+        _check_out_file(out, {"the model": model, "the --data file": data})
         from search import predict as prediction
 
         saved = prediction.load_saved(model)
@@ -1219,7 +1228,9 @@ def export_model(
     guarded(body, debug)
 
 
-def _check_out_file(out: str | None) -> None:
+def _check_out_file(out: str | None, inputs: dict[str, Any] | None = None) -> None:
+    """An output file the command may write: in an existing folder, not a folder, and none of
+    the command's ``inputs`` (what -> path): writing there would destroy what it reads."""
     from search.errors import UsageError
 
     if out is None:
@@ -1229,6 +1240,9 @@ def _check_out_file(out: str | None) -> None:
     folder = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(folder):
         raise UsageError(f"--out {out}: the folder {folder} does not exist")
+    for what, path in (inputs or {}).items():
+        if path is not None and os.path.realpath(out) == os.path.realpath(path):
+            raise UsageError(f"--out {out}: that is {what} itself; expected another file")
 
 
 def _write_out(text: str, out: str | None) -> None:

@@ -451,6 +451,38 @@ def _detect_format(path: Path) -> str:
     return "text-jsonl"
 
 
+#: The data formats that read each column option (the others have no columns to name).
+OPTION_FORMATS = {
+    "text_col": ("text-csv", "text-jsonl"),
+    "label_col": ("text-csv", "text-jsonl", "long-csv"),
+    "split_col": ("text-csv", "text-jsonl", "long-csv"),
+}
+FORMAT_TEXT = {
+    "imdb-npz": "an IMDB-layout .npz",
+    "numeric-npz": "a numeric .npz",
+    "text-folder": "a folder of text files",
+    "long-csv": "a long-format numeric CSV",
+    "text-csv": "a text CSV",
+    "text-jsonl": "a JSON Lines file",
+}
+
+
+def check_options_apply(data: str, requested: dict[str, Any]) -> None:
+    """Refuse a column option (``requested``: the run's own, None where not given) that the
+    data's format does not read, rather than ignore it."""
+    named = {k: v for k, v in requested.items() if k in OPTION_FORMATS and v is not None}
+    if not named:
+        return
+    fmt = _detect_format(_resolve_path(data))
+    for key, value in named.items():
+        if fmt not in OPTION_FORMATS[key]:
+            readers_of = " and ".join(FORMAT_TEXT[f] for f in OPTION_FORMATS[key])
+            raise UsageError(
+                f"{OPTION_FLAGS[key]} {value}: {data} is {FORMAT_TEXT[fmt]}, which has no such "
+                f"column (the option applies to {readers_of}); omit {OPTION_FLAGS[key]}"
+            )
+
+
 def _check_limit(limit: int | None) -> None:
     if limit is not None and limit < 10:
         raise DataError(f"--limit {limit}: expected at least 10 training examples")

@@ -154,6 +154,8 @@ class StudyPlan:
     #: The data is token ids (text); False for numeric sequences, whose trials' configurations
     #: carry no vocabulary or embedding (set once the data is read: search.service).
     token_input: bool = True
+    #: An existing study's stored settings this run replaces, one line each (the run says so).
+    changed: tuple[str, ...] = ()
 
     @property
     def uid(self) -> str | None:
@@ -354,6 +356,31 @@ def resolve_plan(
 
     ``finished`` and ``trials_so_far`` count the existing study's finished and recorded trials.
     """
+    plan = _resolve_plan(
+        req,
+        stored,
+        exists=exists,
+        finished=finished,
+        trials_so_far=trials_so_far,
+        requested_space=requested_space,
+    )
+    if req.jit_compile is False and plan.backend == "jax":
+        raise UsageError(
+            "--no-jit: JAX compiles every training step (jax.jit); the option applies to "
+            "--backend tensorflow (omit --no-jit, or pass --backend tensorflow)"
+        )
+    return plan
+
+
+def _resolve_plan(
+    req: RunRequest,
+    stored: StudyConfig | None,
+    *,
+    exists: bool,
+    finished: int,
+    trials_so_far: int,
+    requested_space: Space | None,
+) -> StudyPlan:
     from search.data import data_options
 
     check_request(req)
@@ -526,7 +553,45 @@ def resolve_plan(
         pruner=req.pruner or _stored_pruner(options),
         space_fit=space_fit,
         tensorboard_dir=_absolute(req.tensorboard),
+        changed=changed_settings(req, options, stored.engine),
     )
+
+
+def changed_settings(req: RunRequest, options: dict[str, Any], engine: str) -> tuple[str, ...]:
+    """The stored settings of a study that this request names with another value: a run may
+    change them (a longer --time-budget, another --pruner for the trials to come), and says so.
+    """
+
+    def shown(value: Any, unit: str = "") -> str:
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if not value:
+            return "none"
+        return f"{value:g}{unit}" if isinstance(value, float) else f"{value}{unit}"
+
+    # (flag, what the request asks (None: not named), what the study stored, unit, whether
+    # "not stored" means none rather than unknown)
+    asked: list[tuple[str, Any, Any, str, bool]] = [
+        ("--patience", req.patience, options.get("patience"), "", True),
+        ("--time-budget", req.time_budget, options.get("time_budget_s"), " s", True),
+        ("--keep-checkpoints", req.keep_checkpoints, options.get("keep_checkpoints"), "", False),
+        ("--backend", req.backend, options.get("backend"), "", False),
+        ("--jit", req.jit_compile, options.get("jit_compile"), "", False),
+    ]
+    if engine != "hyperband":  # Hyperband refuses a changed --max-epochs; it has no pruner
+        asked.append(("--max-epochs", req.max_epochs, options.get("max_epochs"), "", False))
+        if "pruner" in options:
+            asked.append(("--pruner", req.pruner, _stored_pruner(options), "", False))
+    lines = []
+    for flag, wanted, before, unit, none_if_missing in asked:
+        if wanted is None or (before is None and not none_if_missing):
+            continue
+        if (wanted or None) != (before or None) if none_if_missing else wanted != before:
+            lines.append(
+                f"{flag} {shown(wanted, unit)} replaces the study's stored "
+                f"{shown(before, unit)} from this run on"
+            )
+    return tuple(lines)
 
 
 def _objectives(text: str | None) -> tuple[str, ...]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -163,6 +164,10 @@ class LogObserver(_Counting):
                 "this run"
             )
 
+    def settings_changed(self, lines: Sequence[str]) -> None:
+        for line in lines:
+            self._line(f"study {self.study}: {line}")
+
     def trial_started(self, number: int, config: dict[str, Any], epochs: int) -> None:
         self._trial_started(epochs)
         # Sampled floats as tables show them (dropout=0.418, not 0.41802027941768827).
@@ -260,6 +265,11 @@ class RichObserver(_Counting):
 
     def time_budget(self, budget_s: float | None, spent_s: float, workers: int) -> None:
         self.pace.budget_s, self.pace.spent_before_s, self.pace.workers = budget_s, spent_s, workers
+
+    def settings_changed(self, lines: Sequence[str]) -> None:
+        if self.enabled and self._progress is not None:
+            for line in lines:
+                self._progress.console.print(f"study {self.study}: {line}", markup=False)
 
     def trial_started(self, number: int, config: dict[str, Any], epochs: int) -> None:
         self._trial_started(epochs)

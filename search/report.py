@@ -561,8 +561,9 @@ def _params(t: TrialRecord) -> str:
 def build_report(db: StudyDatabase, study: str, out_dir: Path, *, top: int = 5) -> Report:
     """Write the figures, report.json and index.html for ``study`` into ``out_dir``."""
     out_dir = Path(out_dir)
-    sid = db.study_id(study)  # an unknown study is refused before the folder is made
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # Everything is read before the folder is made: an unknown study or a damaged record is
+    # refused with nothing created.
+    sid = db.study_id(study)
     trials = db.trials(study)
     epochs = db.epochs_by_trial(sid)
     config = db.study_config(study)
@@ -571,6 +572,7 @@ def build_report(db: StudyDatabase, study: str, out_dir: Path, *, top: int = 5) 
     if not groups:
         notes.append("no complete or pruned trial yet: nothing to compare")
     best = db.best(study, top=top)
+    out_dir.mkdir(parents=True, exist_ok=True)
     figures: dict[str, Path] = {}
     if groups:
         figures["comparison"] = plot_comparison(groups, out_dir / "comparison.png")

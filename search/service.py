@@ -65,6 +65,8 @@ class RunSummary:
     #: A multi-objective study: its objectives and its non-dominated trials (best --pareto).
     objectives: tuple[str, ...] = ("val_accuracy",)
     front: list[TrialRecord] = field(default_factory=list)
+    #: Stored settings of the study that this run replaced, one line each.
+    changed: tuple[str, ...] = ()
 
 
 def plan_for(req: RunRequest, requested_space: Space | None) -> StudyPlan:
@@ -188,8 +190,10 @@ def run_search(
     # Before anything imports Keras (reading text data fits a Keras vectoriser).
     activate(plan.backend)
 
-    from search.data import load_source
+    from search.data import DATA_OPTION_DEFAULTS, check_options_apply, load_source
 
+    if not plan.existing:  # an existing study's options were checked when it was created
+        check_options_apply(plan.data, {k: getattr(req, k) for k in DATA_OPTION_DEFAULTS})
     source = load_source(plan.data, limit=plan.limit, options=plan.data_options)
     plan = replace(fitted_plan(plan, source), token_input=source.kind == "tokens")
     db = StudyDatabase(req.storage)
@@ -217,6 +221,7 @@ def run_search(
             counts=counts,
             objectives=plan.objectives,
             front=front,
+            changed=plan.changed,
         )
     finally:
         db.dispose()
@@ -226,6 +231,8 @@ def _announce(db: StudyDatabase, plan: StudyPlan, observer: Observer, resumed: b
     """Tell the observer where the study stands (finished trials, target, time budget)."""
     observer.study_ready(plan.study, finished_count(db, plan.study), plan.target, resumed)
     observer.time_budget(plan.time_budget, db.spent_seconds(plan.study), plan.workers)
+    if plan.changed:
+        observer.settings_changed(plan.changed)
 
 
 def _run(

@@ -74,7 +74,19 @@ def save_trial_model(
         "keeps those of its best --keep-checkpoints trials, 3 unless set); `rnnsearch retrain "
         f"{study} --trial {rec.number}` trains that configuration again"
     )
-    if not (store.lineage_dir(lineage) / f"epoch-{epoch:04d}").is_dir():
+    checkpoint = store.lineage_dir(lineage) / f"epoch-{epoch:04d}"
+    if not checkpoint.is_dir():
+        from search.artefacts import KIND_CHECKPOINT
+
+        # rnnsearch forgets a lineage's record when it removes the folder itself
+        kept = any(a.lineage == lineage for a in db.artefacts(str(stored.uid), KIND_CHECKPOINT))
+        if kept:
+            raise UsageError(
+                f"trial {rec.number}: the checkpoint of its best epoch ({epoch}) is missing: "
+                f"{checkpoint} was kept by the study but is not there (moved or deleted outside "
+                f"rnnsearch?); `rnnsearch retrain {study} --trial {rec.number}` trains that "
+                "configuration again"
+            )
         raise UsageError(not_kept)
 
     from search.data import load_source

@@ -30,7 +30,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -66,6 +66,9 @@ class Observer(Protocol):
     def time_budget(self, budget_s: float | None, spent_s: float, workers: int) -> None:
         """The study's time budget and the training time it had used before this run."""
 
+    def settings_changed(self, lines: Sequence[str]) -> None:
+        """Stored settings of the study that this run replaces, one line each (plan.changed)."""
+
     def batch_done(self, number: int, batch: int, steps: int | None) -> None:
         """Progress within an epoch (called at most a few times a second)."""
 
@@ -90,6 +93,9 @@ class SilentObserver:
         pass
 
     def time_budget(self, budget_s: float | None, spent_s: float, workers: int) -> None:
+        pass
+
+    def settings_changed(self, lines: Sequence[str]) -> None:
         pass
 
     def batch_done(self, number: int, batch: int, steps: int | None) -> None:

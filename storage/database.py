@@ -1205,12 +1205,24 @@ class StudyDatabase:
                 .where(scope)
                 .order_by(_o_trials.c.number)
             ).all()
+            numbers = {tid: number for tid, number, *_ in trows}
+
+            def damaged(tid: int, what: str, value: Any, expected: str) -> DamagedStudyError:
+                return DamagedStudyError(
+                    f"{self.display_url}: study {study!r}, trial {numbers.get(tid, '?')}: "
+                    f"the stored {what} is {str(value)[:40]!r}, expected {expected}; the study "
+                    "database is damaged"
+                )
+
             objective_values: dict[int, dict[int, float]] = {}
             for tid, objective, value in s.execute(
                 select(_o_values.c.trial_id, _o_values.c.objective, _o_values.c.value)
                 .join(_o_trials, _o_trials.c.trial_id == _o_values.c.trial_id)
                 .where(scope)
             ):
+                if value is not None and not _is_number(value):
+                    what = "value" if objective == 0 else f"value of objective {objective}"
+                    raise damaged(tid, what, value, "a number")
                 objective_values.setdefault(tid, {})[int(objective)] = value
             values = {tid: v.get(0) for tid, v in objective_values.items()}
             params: dict[int, dict[str, Any]] = {}
@@ -1224,7 +1236,10 @@ class StudyDatabase:
                 .join(_o_trials, _o_trials.c.trial_id == _o_params.c.trial_id)
                 .where(scope)
             ):
-                params.setdefault(tid, {})[pname] = _external_param(pval, dist)
+                try:
+                    params.setdefault(tid, {})[pname] = _external_param(pval, dist)
+                except _BadParam as exc:
+                    raise damaged(tid, f"parameter {pname!r}", pval, str(exc)) from None
             steps = dict(
                 s.execute(
                     select(_o_intermediate.c.trial_id, func.count())
@@ -1369,6 +1384,15 @@ class StudyDatabase:
             )
             rows = [r for r in rows if predicate(r.config or params.get(r.trial_id, {}))]
         rows = [r for r in rows if r.value is not None]
+        for r in rows:
+            for name in ("value", "epochs_trained", "wall_seconds"):
+                value = getattr(r, name)
+                if value is not None and not _is_number(value):
+                    raise DamagedStudyError(
+                        f"{self.display_url}: study {study!r}, trial {r.number}: the stored "
+                        f"{name} is {str(value)[:40]!r}, expected a number; the study database "
+                        "is damaged"
+                    )
         rows.sort(key=lambda r: (sign * r.value, r.epochs_trained or 0, duration(r), r.number))
         ids = [r.trial_id for r in rows[:top]]
         records = {t.trial_id: t for t in self.trials(study, trial_ids=ids)}
@@ -1387,16 +1411,33 @@ def _trial_seconds(
     return None
 
 
+class _BadParam(ValueError):
+    """A stored parameter that is not what its distribution says (what was expected)."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _external_param(internal: float, distribution_json: str) -> Any:
-    """Optuna stores categorical choices by index; turn them back into the user's values."""
+    """Optuna stores categorical choices by index; turn them back into the user's values.
+    Raises _BadParam for a stored value that is not a number (SQLite keeps what a hand edit
+    writes) or not an index of the choices."""
+    if not _is_number(internal):
+        raise _BadParam("a number")
     try:
         spec = json.loads(distribution_json)
     except (TypeError, ValueError):
         return internal
+    if not isinstance(spec, dict):
+        return internal
     name = spec.get("name")
-    attrs = spec.get("attributes", {})
+    attrs = spec.get("attributes")
     if name == "CategoricalDistribution":
-        return attrs["choices"][int(internal)]
+        choices = attrs.get("choices") if isinstance(attrs, dict) else None
+        if not isinstance(choices, list) or not (0 <= internal < len(choices)):
+            raise _BadParam(f"an index of the choices {str(choices)[:60]}")
+        return choices[int(internal)]
     if name in ("IntDistribution", "IntUniformDistribution", "IntLogUniformDistribution"):
         return int(internal)
     return float(internal)

@@ -105,6 +105,23 @@ def _object_npz(d: Path) -> Path:
     return path
 
 
+def _numeric_npz(d: Path) -> Path:
+    """A good numeric .npz (sequences of 3 features, two classes)."""
+    rng = np.random.default_rng(0)
+    path = d / "n.npz"
+    np.savez(path, x_train=rng.normal(size=(40, 5, 3)), y_train=np.arange(40) % 2)
+    return path
+
+
+def _text_folder(d: Path) -> Path:
+    """A good folder of texts, one sub-folder per class."""
+    for label in ("neg", "pos"):
+        (d / "texts" / label).mkdir(parents=True)
+        for i in range(10):
+            (d / "texts" / label / f"{i}.txt").write_text(f"{label} review number {i}\n")
+    return d / "texts"
+
+
 @dataclass
 class Row:
     id: str
@@ -417,6 +434,32 @@ ROWS: list[Row] = [
         "trial 1: the stored wall_seconds",
         setup=broken_study("update rnnsearch_trials set wall_seconds='x' where number=1"),
     ),
+    Row(
+        "trials-optuna-param-text",
+        with_db("trials", STUDY),
+        "trial 0: the stored parameter 'cell' is 'abc', expected a number",
+        setup=broken_study("update trial_params set param_value='abc' where trial_id=1"),
+    ),
+    Row(
+        "export-optuna-choice-out-of-range",
+        with_db("export", STUDY),
+        "trial 1: the stored parameter 'cell' is '7.0', expected an index of the choices",
+        setup=broken_study(
+            "update trial_params set param_value=7 where trial_id=2 and param_name='cell'"
+        ),
+    ),
+    Row(
+        "best-optuna-value-text",
+        with_db("best", STUDY),
+        "trial 0: the stored value is 'abc', expected a number",
+        setup=broken_study("update trial_values set value='abc' where trial_id=1"),
+    ),
+    Row(
+        "report-optuna-value-text",
+        lambda d: [*with_db("report", STUDY)(d), "--out", str(d / "r")],
+        "trial 0: the stored value is 'abc', expected a number",
+        setup=broken_study("update trial_values set value='abc' where trial_id=1"),
+    ),
     # Data files and runs the service refuses (no study database may be created).
     Row(
         "data-pickle-as-npz",
@@ -440,6 +483,29 @@ ROWS: list[Row] = [
         lambda d: [*run_args("--data", str(d / "d.csv"))(d)],
         "d.csv",
         setup=write("d.csv", "text,label\n"),
+    ),
+    Row(
+        "export-onto-the-study-database",
+        lambda d: [*with_db("export", STUDY)(d), "--out", str(d / "study.db")],
+        "that is the study database itself",
+    ),
+    Row(
+        "data-csv-duplicate-column",
+        lambda d: [*run_args("--data", str(d / "d.csv"))(d)],
+        "d.csv: column 'text' appears twice in the header (columns 1 and 3)",
+        setup=write("d.csv", "text,label,text\n" + "a b,0,c d\ne f,1,g h\n" * 10),
+    ),
+    Row(
+        "data-npz-with-text-col",
+        lambda d: [*run_args("--data", str(d / "n.npz"), "--text-col", "review")(d)],
+        "--text-col review: ",
+        setup=_numeric_npz,
+    ),
+    Row(
+        "data-folder-with-label-col",
+        lambda d: [*run_args("--data", str(d / "texts"), "--label-col", "y")(d)],
+        "--label-col y: ",
+        setup=_text_folder,
     ),
     Row(
         "resume-missing-db",
@@ -650,6 +716,20 @@ def test_delete_without_an_answer_deletes_nothing(template: Path, tmp_path: Path
     assert result.exit_code == 1, result.output
     assert "not deleted (answer y, or pass --yes)" in result.stderr.strip().splitlines()[-1]
     assert snapshot(tmp_path) == before
+
+
+def test_a_refused_delete_does_not_mend_the_schema(template: Path, tmp_path: Path) -> None:
+    """Opening for writing creates missing tables; a delete answered no must not open so."""
+    shutil.copy(template, tmp_path / "study.db")
+    _break(tmp_path / "study.db", "drop table rnnsearch_epochs")
+    before = snapshot(tmp_path)
+    result = CliRunner().invoke(app, ["delete", STUDY, "--storage", db_url(tmp_path)], input="n\n")
+    assert result.exit_code == 1, result.output
+    assert snapshot(tmp_path) == before
+    with sqlite3.connect(tmp_path / "study.db") as conn:
+        tables = {name for (name,) in conn.execute("select name from sqlite_master")}
+    conn.close()
+    assert "rnnsearch_epochs" not in tables and "rnnsearch_trials" in tables
 
 
 def test_debug_keeps_the_traceback(tmp_path: Path) -> None:

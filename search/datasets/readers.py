@@ -83,11 +83,20 @@ def _csv_rows(path: Path) -> tuple[list[str], Iterator[list[str]]]:
         fh.close()
         raise DataError(f"{_name(path)}: empty file: no header row and no data")
 
+    names = [h.strip() for h in header]
+    for i, name in enumerate(names):
+        if name and name in names[:i]:
+            fh.close()
+            raise DataError(
+                f"{_name(path)}: column {name!r} appears twice in the header (columns "
+                f"{names.index(name) + 1} and {i + 1}); expected each column named once"
+            )
+
     def rows() -> Iterator[list[str]]:
         with fh:
             yield from reader
 
-    return [h.strip() for h in header], rows()
+    return names, rows()
 
 
 def _column(header: list[str], name: str, option: str, path: Path) -> int:

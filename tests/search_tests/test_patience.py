@@ -3,6 +3,7 @@ end of a trial when the study's `--time-budget` runs out."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -161,4 +162,16 @@ def test_time_budget_ends_the_running_trial_after_the_epoch_it_runs_out_in(
     assert trial.duration_s >= 6.0
     before_last = trial.duration_s - epochs[-1].seconds
     assert before_last < 6.0 + 3.0, (trial.duration_s, [e.seconds for e in epochs])
+    db.dispose()
+    # Running it again with another budget replaces the stored one, and says so.
+    again = invoke(
+        "run", "--study", "b", "--time-budget", "7s", "--storage", url, "--quiet",
+        "--format", "json",
+    )  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["changed"] == [
+        "--time-budget 7 s replaces the study's stored 6 s from this run on"
+    ]
+    db = StudyDatabase(url, create=False)
+    assert db.study_config("b").options["time_budget_s"] == 7.0
     db.dispose()

@@ -212,3 +212,44 @@ def test_a_fitted_study_accepts_its_template_and_keeps_its_pruner():
     old = _stored(pruner="MedianPruner(n_startup_trials=3, n_warmup_steps=1)")
     assert plan(RunRequest(study="st"), old).pruner == "median"
     assert plan(RunRequest(study="st"), space=_space()).pruner == "median-warmup"
+
+
+def test_a_run_that_changes_stored_settings_says_which():
+    stored = _stored(patience=2, time_budget_s=600.0, backend="jax", pruner="median")
+    same = RunRequest(study="st", patience=2, time_budget=600.0, backend="jax", max_epochs=3)
+    assert plan(same, stored).changed == ()
+    assert plan(RunRequest(study="st"), stored).changed == ()
+    changed = plan(
+        RunRequest(
+            study="st",
+            patience=0,
+            time_budget=1200.0,
+            keep_checkpoints=0,
+            backend="tensorflow",
+            max_epochs=8,
+            pruner="halving",
+        ),
+        stored,
+    ).changed
+    assert changed == (
+        "--patience none replaces the study's stored 2 from this run on",
+        "--time-budget 1200 s replaces the study's stored 600 s from this run on",
+        "--keep-checkpoints none replaces the study's stored 2 from this run on",
+        "--backend tensorflow replaces the study's stored jax from this run on",
+        "--max-epochs 8 replaces the study's stored 3 from this run on",
+        "--pruner halving replaces the study's stored median from this run on",
+    )
+    # a setting the study never stored (a study from before it was stored) is not "changed"
+    assert plan(RunRequest(study="st", jit_compile=True), _stored()).changed == ()
+    assert plan(RunRequest(study="st", patience=3), _stored()).changed == (
+        "--patience 3 replaces the study's stored none from this run on",
+    )
+
+
+def test_no_jit_under_jax_is_refused_not_ignored():
+    with pytest.raises(UsageError, match="--no-jit: JAX compiles every training step"):
+        plan(RunRequest(study="st", backend="jax", jit_compile=False))
+    assert (
+        plan(RunRequest(study="st", backend="tensorflow", jit_compile=False)).jit_compile is False
+    )
+    assert plan(RunRequest(study="st", backend="jax", jit_compile=True)).backend == "jax"

@@ -221,6 +221,15 @@ def test_model_from_the_kept_checkpoint_scores_the_recorded_val_accuracy(
                    str(tmp_path / "other.keras"), "--storage", url)  # fmt: skip
     assert f"trial {other['number']}: the checkpoint of its best epoch" in line
     assert "was not kept" in line and not (tmp_path / "other.keras").exists()
+    # a kept checkpoint deleted by hand is named as missing, not as "not kept"
+    moved = tmp_path / "moved-away"
+    lineages[0].rename(moved)
+    try:
+        line = refused("model", "text", "--save", str(tmp_path / "gone.keras"), "--storage", url)
+    finally:
+        moved.rename(lineages[0])
+    assert f"{lineages[0]}/epoch-{best['extra']['best_epoch']:04d} was kept by the study" in line
+    assert "moved or deleted outside rnnsearch" in line
 
     # the saved model predicts the validation reviews alone as it scored them
     import keras
@@ -259,6 +268,9 @@ def test_bad_input_is_one_line(text_study, tmp_path: Path):
         (["predict", saved, "--data", str(tmp_path / "none.csv")], "no such file"),
         (["predict", saved, "--data", str(text_study["csv"]), "--text-col", "body"], "'body'"),
         (["predict", saved, "--text", "x", "--out", str(tmp_path / "no" / "p.csv")], "--out"),
+        (["predict", saved, "--text", "x", "--out", saved], "that is the model itself"),
+        (["predict", saved, "--data", str(text_study["csv"]), "--out", str(text_study["csv"])],
+         "that is the --data file itself"),
         (["predict", saved, "--data", str(IMDB_CSV.with_name("imdb.npz"))],
          "IMDB word ids fit only models of studies on Keras' IMDB file"),
         (["export-model", saved, "--out", str(junk)], "expected a new or empty folder"),
