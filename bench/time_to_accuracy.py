@@ -4,6 +4,8 @@
     python bench/time_to_accuracy.py --budget 600    # another budget, in seconds
     python bench/time_to_accuracy.py --quick         # 60 s each on a 2,000-review slice
     python bench/time_to_accuracy.py --before        # also rnnsearch as before issue 9
+    python bench/time_to_accuracy.py --skip-plain --compare-env RNNSEARCH_RECOMPUTE_STEPS=0
+                                                     # now against steps stored as before
     python bench/time_to_accuracy.py --skip-plain --plain-config \
         '{"cell": "lstm", "units": 480, "lr": 0.001, "epochs": 1}'   # retrain a known plain winner
 
@@ -173,6 +175,7 @@ def run_rnnsearch(
     before: bool = False,
     extra_args: tuple[str, ...] = (),
     name: str = "tta",
+    env: dict[str, str] | None = None,
 ) -> dict:
     url = f"sqlite:///{tmp}/{name}{'-before' if before else ''}.db"
     space = before_space(tmp) if before else "default"
@@ -210,6 +213,7 @@ def run_rnnsearch(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        env={**os.environ, **(env or {})},
     )
     try:
         proc.wait(timeout=budget)
@@ -347,7 +351,18 @@ def main() -> None:
         help="also run rnnsearch with these options instead of --rnnsearch-args, in the same "
         "budget, right after the first (e.g. '--workers 2'): the two side by side",
     )
+    parser.add_argument(
+        "--compare-env",
+        action="append",
+        default=[],
+        metavar="VAR=VALUE",
+        help="also run rnnsearch with this environment variable set (repeatable; with "
+        "--compare-args or alone), e.g. RNNSEARCH_RECOMPUTE_STEPS=0 for steps stored as before",
+    )
     args = parser.parse_args()
+    compare_env = dict(item.split("=", 1) for item in args.compare_env)
+    if compare_env and args.compare_args is None:
+        args.compare_args = ""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     budget = args.budget or (60.0 if args.quick else 1200.0)
     limit = 2000 if args.quick else 0
@@ -355,7 +370,12 @@ def main() -> None:
         ours = run_rnnsearch(budget, limit, tmp, extra_args=tuple(args.rnnsearch_args.split()))
         other = (
             run_rnnsearch(
-                budget, limit, tmp, extra_args=tuple(args.compare_args.split()), name="compare"
+                budget,
+                limit,
+                tmp,
+                extra_args=tuple(args.compare_args.split()),
+                name="compare",
+                env=compare_env,
             )
             if args.compare_args is not None
             else None
@@ -376,7 +396,8 @@ def main() -> None:
     )
     results = [(f"rnnsearch {args.rnnsearch_args}".strip(), ours)]
     if other is not None:
-        results.append((f"rnnsearch {args.compare_args}".strip(), other))
+        shown_env = " ".join(args.compare_env)
+        results.append((f"{shown_env} rnnsearch {args.compare_args}".strip(), other))
     results.append(("plain-keras-tuner", plain))
     if old is not None:
         results.append(("rnnsearch-before", old))
@@ -414,6 +435,7 @@ def main() -> None:
             "rnnsearch_args": args.rnnsearch_args,
             "compare": other,
             "compare_args": args.compare_args,
+            "compare_env": compare_env,
             "plain": plain,
             "rnnsearch_before": old,
             "table": rows,
