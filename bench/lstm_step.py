@@ -1,12 +1,12 @@
-"""What makes an LSTM-64 training step faster on a CPU? Four forms of the same step, side by side.
+"""What makes an LSTM-64 training step faster on a CPU? Five forms of the same step, side by side.
 
     python bench/lstm_step.py            # batch 64, 250 time steps (LSTM-64's mean padded width
                                          # at maxlen 500 on IMDB), Embedding-sized input 32
     python bench/lstm_step.py --quick    # 60 time steps
 
 Pure JAX (no Keras), one jit-compiled gradient of the loss over the input and recurrent kernels
-(what a training step spends its time in), each form timed alternately, the best of ``--repeats``
-rounds:
+and the input (what a training step spends its time in), each form timed alternately, the best
+of ``--repeats`` rounds:
 
 - ``keras-form``: what Keras' LSTM does under JAX: ``lax.scan`` over time, each step multiplying
   the input by the kernel and the state by the recurrent kernel; JAX differentiates the loop.
@@ -18,8 +18,11 @@ rounds:
 - ``custom-backward``: the hoisted forward plus a hand-written backward pass (``jax.custom_vjp``):
   the backward loop computes only each step's gate gradients and the state's gradient; the
   kernels' gradients are two large matrix products over all steps after the loop.
+- ``recomputed-backward``: Keras' forward storing only each step's carried state, and a
+  hand-written backward pass that recomputes each step's gates from it (as ``recomputed``) but
+  leaves the kernels' and the input's gradients to three large products after the loop.
 
-The script checks that the four forms give the same gradients (relative difference below 1e-4)
+The script checks that the five forms give the same gradients (relative difference below 1e-4)
 before timing them, and reports milliseconds per step of the batch and per training example,
 and each form's ratio to ``keras-form``.
 """
@@ -36,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import table, write_result  # noqa: E402
 
-FORMS = ("keras-form", "recomputed", "hoisted", "custom-backward")
+FORMS = ("keras-form", "recomputed", "hoisted", "custom-backward", "recomputed-backward")
 
 
 def build(batch: int, steps: int, features: int, units: int):  # noqa: ANN201 - jax functions
@@ -112,6 +115,53 @@ def build(batch: int, steps: int, features: int, units: int):  # noqa: ANN201 - 
         h = states(jnp.einsum("tbe,eg->tbg", x, kernel), recurrent)[-1]
         return jnp.sum(h * h)
 
+    @jax.custom_vjp
+    def last_state(kernel, recurrent, x):  # noqa: ANN001, ANN202
+        return carries(kernel, recurrent, x)[0]
+
+    def carries(kernel, recurrent, x):  # noqa: ANN001, ANN202
+        def step(carry, x_t):  # noqa: ANN001, ANN202
+            h, c = carry
+            return gates(x_t @ kernel + h @ recurrent, c), carry
+
+        (h, _), (hs, cs) = jax.lax.scan(step, zeros, x)
+        return h, (kernel, recurrent, x, hs, cs)
+
+    def recomputing_backward(saved, d_h_last):  # noqa: ANN001, ANN202
+        kernel, recurrent, x, hs, cs = saved
+
+        def step(carry, inputs):  # noqa: ANN001, ANN202
+            d_h, d_c_next = carry
+            x_t, h_prev, c_prev = inputs
+            i, f, g, o = jnp.split(x_t @ kernel + h_prev @ recurrent, 4, axis=1)
+            si, sf, tg, so = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+            tc = jnp.tanh(sf * c_prev + si * tg)
+            d_c = d_c_next + d_h * so * (1 - tc * tc)
+            d_z = jnp.concatenate(
+                [
+                    d_c * tg * si * (1 - si),
+                    d_c * c_prev * sf * (1 - sf),
+                    d_c * si * (1 - tg * tg),
+                    d_h * tc * so * (1 - so),
+                ],
+                axis=1,
+            )
+            return (d_z @ recurrent.T, d_c * sf), d_z
+
+        start = (d_h_last, jnp.zeros_like(d_h_last))
+        _, d_zs = jax.lax.scan(step, start, (x, hs, cs), reverse=True)
+        return (
+            jnp.einsum("tbe,tbg->eg", x, d_zs),
+            jnp.einsum("tbh,tbg->hg", hs, d_zs),
+            jnp.einsum("tbg,eg->tbe", d_zs, kernel),
+        )
+
+    last_state.defvjp(carries, recomputing_backward)
+
+    def recomputed_backward(kernel, recurrent, x):  # noqa: ANN001, ANN202
+        h = last_state(kernel, recurrent, x)
+        return jnp.sum(h * h)
+
     key = jax.random.split(jax.random.PRNGKey(0), 3)
     args = (
         jax.random.normal(key[0], (features, 4 * units)) * 0.2,
@@ -123,8 +173,10 @@ def build(batch: int, steps: int, features: int, units: int):  # noqa: ANN201 - 
         "recomputed": functools.partial(keras_form, recompute=True),
         "hoisted": hoisted,
         "custom-backward": custom_backward,
+        "recomputed-backward": recomputed_backward,
     }
-    return {f: jax.jit(jax.grad(losses[f], argnums=(0, 1))) for f in FORMS}, args
+    # The input's gradient too: a model's embedding needs it.
+    return {f: jax.jit(jax.grad(losses[f], argnums=(0, 1, 2))) for f in FORMS}, args
 
 
 def main(argv: list[str] | None = None) -> int:

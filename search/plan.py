@@ -586,7 +586,11 @@ def changed_settings(req: RunRequest, options: dict[str, Any], engine: str) -> t
     for flag, wanted, before, unit, none_if_missing in asked:
         if wanted is None or (before is None and not none_if_missing):
             continue
-        if (wanted or None) != (before or None) if none_if_missing else wanted != before:
+        if none_if_missing:
+            differs = (wanted or None) != (before or None)  # 0 and none both mean off
+        else:
+            differs = wanted != before
+        if differs:
             lines.append(
                 f"{flag} {shown(wanted, unit)} replaces the study's stored "
                 f"{shown(before, unit)} from this run on"

@@ -180,8 +180,14 @@ class TestLstmStep:
     def test_lstm_step_quick(self):
         res = _run("lstm_step.py")
         rows = {r[0]: r for r in res["table"]}
-        assert list(rows) == ["keras-form", "recomputed", "hoisted", "custom-backward"]
-        # the four forms compute the same gradients, or nothing is timed
+        assert list(rows) == [
+            "keras-form",
+            "recomputed",
+            "hoisted",
+            "custom-backward",
+            "recomputed-backward",
+        ]
+        # the five forms compute the same gradients, or nothing is timed
         assert all(d <= 1e-4 for d in res["gradient_difference"].values())
         assert rows["keras-form"][4] == 1.0
         for form, row in rows.items():
