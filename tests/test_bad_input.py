@@ -496,6 +496,11 @@ ROWS: list[Row] = [
         setup=write("d.csv", "text,label,text\n" + "a b,0,c d\ne f,1,g h\n" * 10),
     ),
     Row(
+        "run-no-jit-under-jax",
+        run_args("--backend", "jax", "--no-jit"),
+        "--no-jit: JAX compiles every training step",
+    ),
+    Row(
         "data-npz-with-text-col",
         lambda d: [*run_args("--data", str(d / "n.npz"), "--text-col", "review")(d)],
         "--text-col review: ",
