@@ -69,6 +69,24 @@ def build(batch: int, steps: int, features: int, units: int):  # noqa: ANN201 - 
         (h, _), _ = jax.lax.scan(step, zeros, jnp.einsum("tbe,eg->tbg", x, kernel))
         return jnp.sum(h * h)
 
+    def gate_gradients(z, c_prev, d_h, d_c_next):  # noqa: ANN001, ANN202
+        """One step backward from its gates' pre-activations ``z``: the gradient of ``z`` and
+        of the previous cell state (the hand-written backward passes share it)."""
+        i, f, g, o = jnp.split(z, 4, axis=1)
+        si, sf, tg, so = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+        tc = jnp.tanh(sf * c_prev + si * tg)
+        d_c = d_c_next + d_h * so * (1 - tc * tc)
+        d_z = jnp.concatenate(
+            [
+                d_c * tg * si * (1 - si),
+                d_c * c_prev * sf * (1 - sf),
+                d_c * si * (1 - tg * tg),
+                d_h * tc * so * (1 - so),
+            ],
+            axis=1,
+        )
+        return d_z, d_c * sf
+
     @jax.custom_vjp
     def states(projected, recurrent):  # noqa: ANN001, ANN202
         return forward(projected, recurrent)[0]
@@ -90,20 +108,8 @@ def build(batch: int, steps: int, features: int, units: int):  # noqa: ANN201 - 
             d_h_next, d_c_next = carry
             d_h_out, c_prev, z = inputs
             d_h = d_h_out + d_h_next
-            i, f, g, o = jnp.split(z, 4, axis=1)
-            si, sf, tg, so = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
-            tc = jnp.tanh(sf * c_prev + si * tg)
-            d_c = d_c_next + d_h * so * (1 - tc * tc)
-            d_z = jnp.concatenate(
-                [
-                    d_c * tg * si * (1 - si),
-                    d_c * c_prev * sf * (1 - sf),
-                    d_c * si * (1 - tg * tg),
-                    d_h * tc * so * (1 - so),
-                ],
-                axis=1,
-            )
-            return (d_z @ recurrent.T, d_c * sf), d_z
+            d_z, d_c_prev = gate_gradients(z, c_prev, d_h, d_c_next)
+            return (d_z @ recurrent.T, d_c_prev), d_z
 
         _, d_zs = jax.lax.scan(step, zeros, (d_hs, c_before, zs), reverse=True)
         h_before = jnp.concatenate([jnp.zeros_like(hs[:1]), hs[:-1]])
@@ -133,20 +139,8 @@ def build(batch: int, steps: int, features: int, units: int):  # noqa: ANN201 - 
         def step(carry, inputs):  # noqa: ANN001, ANN202
             d_h, d_c_next = carry
             x_t, h_prev, c_prev = inputs
-            i, f, g, o = jnp.split(x_t @ kernel + h_prev @ recurrent, 4, axis=1)
-            si, sf, tg, so = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
-            tc = jnp.tanh(sf * c_prev + si * tg)
-            d_c = d_c_next + d_h * so * (1 - tc * tc)
-            d_z = jnp.concatenate(
-                [
-                    d_c * tg * si * (1 - si),
-                    d_c * c_prev * sf * (1 - sf),
-                    d_c * si * (1 - tg * tg),
-                    d_h * tc * so * (1 - so),
-                ],
-                axis=1,
-            )
-            return (d_z @ recurrent.T, d_c * sf), d_z
+            d_z, d_c_prev = gate_gradients(x_t @ kernel + h_prev @ recurrent, c_prev, d_h, d_c_next)
+            return (d_z @ recurrent.T, d_c_prev), d_z
 
         start = (d_h_last, jnp.zeros_like(d_h_last))
         _, d_zs = jax.lax.scan(step, start, (x, hs, cs), reverse=True)

@@ -356,31 +356,6 @@ def resolve_plan(
 
     ``finished`` and ``trials_so_far`` count the existing study's finished and recorded trials.
     """
-    plan = _resolve_plan(
-        req,
-        stored,
-        exists=exists,
-        finished=finished,
-        trials_so_far=trials_so_far,
-        requested_space=requested_space,
-    )
-    if req.jit_compile is False and plan.backend == "jax":
-        raise UsageError(
-            "--no-jit: JAX compiles every training step (jax.jit); the option applies to "
-            "--backend tensorflow (omit --no-jit, or pass --backend tensorflow)"
-        )
-    return plan
-
-
-def _resolve_plan(
-    req: RunRequest,
-    stored: StudyConfig | None,
-    *,
-    exists: bool,
-    finished: int,
-    trials_so_far: int,
-    requested_space: Space | None,
-) -> StudyPlan:
     from search.data import data_options
 
     check_request(req)
@@ -421,7 +396,7 @@ def _resolve_plan(
             checkpoint_dir=_absolute(req.checkpoint_dir),
             workers=req.workers or 1,
             join_only=req.join_only,
-            backend=req.backend or default_backend(),
+            backend=_backend(req),
             jit_compile=req.jit_compile,
             hyperband=hb,
             stored=None,
@@ -542,7 +517,7 @@ def _resolve_plan(
         checkpoint_dir=checkpoint_dir,
         workers=req.workers or 1,
         join_only=req.join_only,
-        backend=req.backend or default_backend(options.get("backend")),
+        backend=_backend(req, options.get("backend")),
         jit_compile=(
             req.jit_compile if req.jit_compile is not None else options.get("jit_compile")
         ),
@@ -555,6 +530,18 @@ def _resolve_plan(
         tensorboard_dir=_absolute(req.tensorboard),
         changed=changed_settings(req, options, stored.engine),
     )
+
+
+def _backend(req: RunRequest, stored: str | None = None) -> str:
+    """The run's backend (the request's, else the default over the study's ``stored`` one);
+    --no-jit is refused under JAX, which compiles every step."""
+    backend = req.backend or default_backend(stored)
+    if req.jit_compile is False and backend == "jax":
+        raise UsageError(
+            "--no-jit: JAX compiles every training step (jax.jit); the option applies to "
+            "--backend tensorflow (omit --no-jit, or pass --backend tensorflow)"
+        )
+    return backend
 
 
 def changed_settings(req: RunRequest, options: dict[str, Any], engine: str) -> tuple[str, ...]:

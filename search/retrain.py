@@ -128,13 +128,11 @@ def retrain(
     tfenv.quiet_import()
     import keras
 
+    from search import serving
     from search.datasets.batching import training_inputs
     from search.model import build_model, wants_jit
-    from search.serving import check_backend
 
-    check_backend()  # before training: the saved model reads raw input through TensorFlow
-    from search import serving
-
+    serving.check_backend()  # before training: the saved model reads raw input through TensorFlow
     # before training too: the word index turns the saved model's raw text into word ids
     words = serving.imdb_words(source, rec.config, word_index)
 

@@ -673,23 +673,32 @@ class StudyDatabase:
             uid=uid,
         )
 
-    def _check_stored_numbers(self, info: TrialInfoRow, study: str, number: int) -> None:
+    def _damaged_field(
+        self, study: str, number: Any, name: str, value: Any, expected: str = "a number"
+    ) -> DamagedStudyError:
+        """One line naming a trial's stored field that is not what it should be."""
+        return DamagedStudyError(
+            f"{self.display_url}: study {study!r}, trial {number}: the stored {name} is "
+            f"{str(value)[:40]!r}, expected {expected}; the study database is damaged"
+        )
+
+    def _check_numbers(self, row: Any, names: Sequence[str], study: str, number: Any) -> None:
         """SQLite keeps text a hand edit writes into a number column: refuse it by name."""
-        for name in (
+        for name in names:
+            value = getattr(row, name)
+            if value is not None and not _is_number(value):
+                raise self._damaged_field(study, number, name, value)
+
+    def _check_stored_numbers(self, info: TrialInfoRow, study: str, number: int) -> None:
+        names = (
             *TRIAL_FIGURE_COLUMNS,
             "test_loss",
             "test_accuracy",
             "wall_seconds",
             "epochs_trained",
             "param_count",
-        ):
-            value = getattr(info, name)
-            number_like = isinstance(value, int | float) and not isinstance(value, bool)
-            if value is not None and not number_like:
-                raise DamagedStudyError(
-                    f"{self.display_url}: study {study!r}, trial {number}: the stored {name} is "
-                    f"{str(value)[:40]!r}, expected a number; the study database is damaged"
-                )
+        )
+        self._check_numbers(info, names, study, number)
 
     @_names_broken_json
     def study_config(self, name: str) -> StudyConfig | None:
@@ -1206,14 +1215,6 @@ class StudyDatabase:
                 .order_by(_o_trials.c.number)
             ).all()
             numbers = {tid: number for tid, number, *_ in trows}
-
-            def damaged(tid: int, what: str, value: Any, expected: str) -> DamagedStudyError:
-                return DamagedStudyError(
-                    f"{self.display_url}: study {study!r}, trial {numbers.get(tid, '?')}: "
-                    f"the stored {what} is {str(value)[:40]!r}, expected {expected}; the study "
-                    "database is damaged"
-                )
-
             objective_values: dict[int, dict[int, float]] = {}
             for tid, objective, value in s.execute(
                 select(_o_values.c.trial_id, _o_values.c.objective, _o_values.c.value)
@@ -1222,7 +1223,7 @@ class StudyDatabase:
             ):
                 if value is not None and not _is_number(value):
                     what = "value" if objective == 0 else f"value of objective {objective}"
-                    raise damaged(tid, what, value, "a number")
+                    raise self._damaged_field(study, numbers.get(tid, "?"), what, value)
                 objective_values.setdefault(tid, {})[int(objective)] = value
             values = {tid: v.get(0) for tid, v in objective_values.items()}
             params: dict[int, dict[str, Any]] = {}
@@ -1239,7 +1240,9 @@ class StudyDatabase:
                 try:
                     params.setdefault(tid, {})[pname] = _external_param(pval, dist)
                 except _BadParam as exc:
-                    raise damaged(tid, f"parameter {pname!r}", pval, str(exc)) from None
+                    raise self._damaged_field(
+                        study, numbers.get(tid, "?"), f"parameter {pname!r}", pval, str(exc)
+                    ) from None
             steps = dict(
                 s.execute(
                     select(_o_intermediate.c.trial_id, func.count())
@@ -1385,14 +1388,7 @@ class StudyDatabase:
             rows = [r for r in rows if predicate(r.config or params.get(r.trial_id, {}))]
         rows = [r for r in rows if r.value is not None]
         for r in rows:
-            for name in ("value", "epochs_trained", "wall_seconds"):
-                value = getattr(r, name)
-                if value is not None and not _is_number(value):
-                    raise DamagedStudyError(
-                        f"{self.display_url}: study {study!r}, trial {r.number}: the stored "
-                        f"{name} is {str(value)[:40]!r}, expected a number; the study database "
-                        "is damaged"
-                    )
+            self._check_numbers(r, ("value", "epochs_trained", "wall_seconds"), study, r.number)
         rows.sort(key=lambda r: (sign * r.value, r.epochs_trained or 0, duration(r), r.number))
         ids = [r.trial_id for r in rows[:top]]
         records = {t.trial_id: t for t in self.trials(study, trial_ids=ids)}
