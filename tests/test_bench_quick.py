@@ -183,11 +183,12 @@ class TestLstmStep:
         assert list(rows) == [
             "keras-form",
             "recomputed",
+            "recomputed-unrolled",
             "hoisted",
             "custom-backward",
             "recomputed-backward",
         ]
-        # the five forms compute the same gradients, or nothing is timed
+        # the six forms compute the same gradients, or nothing is timed
         assert all(d <= 1e-4 for d in res["gradient_difference"].values())
         assert rows["keras-form"][4] == 1.0
         for form, row in rows.items():
