@@ -970,7 +970,7 @@ def retrain(
         from search.errors import UsageError
         from search.output import to_json
         from search.retrain import retrain as do_retrain
-        from search.validation import check_count
+        from search.validation import check_count, check_model_file
         from storage import StudyDatabase
 
         _check_study(study)
@@ -978,6 +978,8 @@ def retrain(
         check_count("--limit", limit)
         if trial is not None and trial < 0:
             raise UsageError(f"--trial {trial}: expected a trial number, 0 or more")
+        if save is not None:
+            check_model_file("--save", save)
         # Reads the study, then records the test metrics: opened writable, never created.
         db = StudyDatabase(storage, create=False, read_only=False)
         res = do_retrain(

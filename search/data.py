@@ -440,6 +440,50 @@ def _resolve_path(data: str) -> Path:
     return path
 
 
+def _input_fingerprint(path: Path) -> str:
+    """The data's own bytes (a file's SHA-256) or, for a folder, its files' names, sizes and
+    modification times."""
+    try:
+        return readers.folder_fingerprint(path) if path.is_dir() else file_sha256(path)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _fingerprint(fmt: str, input_fp: str, limit: int | None, opts: dict[str, Any]) -> str:
+    """What a study stores as its data's fingerprint: the input and everything that decides
+    which examples it trains on (one formula since data sources were stored; a study compares
+    it to tell the data it started on from changed data)."""
+    if fmt == "imdb-npz":
+        parts: list[Any] = [input_fp, limit, VALIDATION_FRACTION, SPLIT_SEED]
+    else:
+        parts = [input_fp, fmt, limit, opts["text_col"], opts["label_col"], opts["split_col"]]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+def check_unchanged(stored: dict[str, Any], data: str, study: str) -> None:
+    """Refuse to go on with study ``study`` on ``data`` (its stored data source, ``stored``
+    its description) when the data is no longer what the study's trials were trained on: a
+    file edited or replaced at the same path. Its trials would be ranked against trials on
+    other data, and the study's stored description overwritten."""
+    expected = stored.get("fingerprint")
+    if not expected:  # a study stored before data sources had fingerprints
+        return
+    path = _resolve_path(data)
+    opts = normalise_options(stored.get("options"))
+    got = _fingerprint(_detect_format(path), _input_fingerprint(path), stored.get("limit"), opts)
+    if got != expected:
+        what = (
+            "its files changed (names, sizes or modification times)"
+            if path.is_dir()
+            else "its content changed"
+        )
+        raise DataError(
+            f"{data}: {what} since study {study!r} started on it (data fingerprint "
+            f"{expected}, now {got}); its trials were trained on the data as it was. Restore "
+            "the data, or start a new --study on it"
+        )
+
+
 def _detect_format(path: Path) -> str:
     if path.is_dir():
         return "text-folder"
@@ -514,7 +558,7 @@ def load_source(
         return _SOURCES[key]
     _check_limit(limit)
     path = _resolve_path(data)
-    input_fp = readers.folder_fingerprint(path) if path.is_dir() else file_sha256(path)
+    input_fp = _input_fingerprint(path)
     cache_key = hashlib.sha256(
         json.dumps(
             [
@@ -622,9 +666,7 @@ def _build(
             train = train.take(idx)
         _check_classes(path, train.labels)
         classes = [int(c) for c in np.unique(train.labels)]
-        fingerprint = hashlib.sha256(
-            json.dumps([input_fp, limit, VALIDATION_FRACTION, SPLIT_SEED]).encode()
-        ).hexdigest()[:16]
+        fingerprint = _fingerprint(fmt, input_fp, limit, opts)
         meta = {
             "format": fmt,
             "kind": "tokens",
@@ -636,11 +678,7 @@ def _build(
         }
         return _arrays(train, test), meta
 
-    fingerprint = hashlib.sha256(
-        json.dumps(
-            [input_fp, fmt, limit, opts["text_col"], opts["label_col"], opts["split_col"]]
-        ).encode()
-    ).hexdigest()[:16]
+    fingerprint = _fingerprint(fmt, input_fp, limit, opts)
     meta: dict[str, Any] = {"format": fmt, "fingerprint": fingerprint}
     label_col: str | None = opts["label_col"]
     if fmt in ("text-csv", "text-jsonl"):
@@ -702,9 +740,6 @@ def _build(
     width = train.tokens.shape[1] if train.tokens.ndim == 2 else 0
     if width == 0:
         raise DataError(f"{path}: sequences have no feature columns (F = 0)")
-    for split, s in (("train", train), ("test", test)):
-        if not np.isfinite(s.tokens).all():
-            raise DataError(f"{path}: {split} features hold NaN or infinite values")
     fit_part = train.take(fit_idx).tokens
     if len(fit_part) == 0:
         raise DataError(f"{path}: the training sequences have no time steps")

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from search.errors import DataError, UsageError
+from search.validation import check_parent_folder
 
 SPLITS = ("all", "train", "test")
 
@@ -281,14 +282,12 @@ def export_saved_model(model_path: str, out: str) -> dict[str, Any]:
     """Write a TensorFlow SavedModel (Keras' ``model.export``) for TF Serving, check that it
     predicts what the .keras model predicts on a probe batch, and write the class names to
     ``assets.extra/classes.json``."""
-    target = Path(out)
+    target = check_parent_folder("--out", out)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise UsageError(
             f"--out {out}: expected a new or empty folder, got an existing "
             f"{'folder with files' if target.is_dir() else 'file'}"
         )
-    if not target.parent.exists():
-        raise UsageError(f"--out {out}: the folder {target.parent} does not exist")
     model = load_saved(model_path)
     import tensorflow as tf
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from search.errors import SearchError, UsageError
+from search.validation import check_model_file
 from storage import StudyDatabase, TrialRecord
 
 
@@ -104,16 +105,18 @@ def retrain(
     from search.artefacts import StudyArtefacts
 
     artefacts = StudyArtefacts.of(db, stored) if save is None else None
-    path = artefacts.default_model_path(rec.number) if artefacts is not None else Path(save)
-    if path.suffix != ".keras":
-        raise UsageError(f"--save {path}: expected a file name ending in .keras")
-    if artefacts is None and not path.parent.exists():
-        raise UsageError(f"--save {path}: the folder {path.parent} does not exist")
+    path = (
+        artefacts.default_model_path(rec.number)
+        if artefacts is not None
+        else check_model_file("--save", save or "")
+    )
     if epochs is None:
         epochs = int(rec.extra.get("best_epoch") or rec.config.get("epochs") or rec.epochs or 1)
 
     from search.backend import activate, loaded_backend
-    from search.data import load_source
+    from search.data import check_unchanged, load_source
+
+    check_unchanged(stored.data, _data_location(stored.data), study)
 
     # TensorFlow whatever backend searched the study (the weights are the same): the saved
     # model reads raw input through TensorFlow's string ops. A process that already runs Keras

@@ -190,10 +190,17 @@ def run_search(
     # Before anything imports Keras (reading text data fits a Keras vectoriser).
     activate(plan.backend)
 
-    from search.data import DATA_OPTION_DEFAULTS, check_options_apply, load_source
+    from search.data import (
+        DATA_OPTION_DEFAULTS,
+        check_options_apply,
+        check_unchanged,
+        load_source,
+    )
 
     if not plan.existing:  # an existing study's options were checked when it was created
         check_options_apply(plan.data, {k: getattr(req, k) for k in DATA_OPTION_DEFAULTS})
+    if plan.stored is not None:
+        check_unchanged(plan.stored.data, plan.data, plan.study)
     source = load_source(plan.data, limit=plan.limit, options=plan.data_options)
     plan = replace(fitted_plan(plan, source), token_input=source.kind == "tokens")
     db = StudyDatabase(req.storage)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from search.errors import UsageError
+from search.validation import check_model_file
 from storage import StudyDatabase
 
 
@@ -50,11 +51,7 @@ def save_trial_model(
 ) -> TrialModel:
     from search.retrain import _data_location, choose_trial
 
-    path = Path(save)
-    if path.suffix != ".keras":
-        raise UsageError(f"--save {path}: expected a file name ending in .keras")
-    if not path.parent.exists():
-        raise UsageError(f"--save {path}: the folder {path.parent} does not exist")
+    path = check_model_file("--save", save)
     stored = db.study_config(study)
     if stored is None:
         raise UsageError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import unicodedata
+from pathlib import Path
 
 from search.errors import UsageError
 
@@ -102,3 +103,24 @@ def parse_duration(text: str, option: str = "--time-budget") -> float:
     if seconds > MAX_DURATION_S:
         raise UsageError(f"{option} {_shown(text)}: expected a duration of at most 87600h")
     return seconds
+
+
+def check_parent_folder(option: str, value: str | Path) -> Path:
+    """``value`` as a path to create (a file or folder) whose parent is an existing folder."""
+    if not str(value).strip():
+        raise UsageError(f"{option}: expected a path, got an empty string")
+    path = Path(value)
+    parent = path.parent
+    if not parent.is_dir():
+        if parent.exists():
+            raise UsageError(f"{option} {path}: {parent} is a file; expected a folder")
+        raise UsageError(f"{option} {path}: the folder {parent} does not exist")
+    return path
+
+
+def check_model_file(option: str, value: str | Path) -> Path:
+    """``value`` as a ``.keras`` file to write, in an existing folder."""
+    path = check_parent_folder(option, value)
+    if path.suffix != ".keras":
+        raise UsageError(f"{option} {path}: expected a file name ending in .keras")
+    return path

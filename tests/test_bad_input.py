@@ -575,6 +575,19 @@ ROWS: list[Row] = [
         "--text",
     ),
     Row(
+        "export-model-out-under-a-file",
+        lambda d: ["export-model", str(d / "m.keras"), "--out", str(d / "a-file" / "sub")],
+        "a-file is a file; expected a folder",
+        setup=write("a-file", "x"),
+    ),
+    Row("export-model-out-empty", lambda d: ["export-model", "m.keras", "--out", ""], "--out"),
+    Row(
+        "retrain-save-under-a-file",
+        with_db("retrain", STUDY, "--save", "a-file/m.keras"),
+        "a-file is a file; expected a folder",
+        setup=write("a-file", "x"),
+    ),
+    Row(
         "space-units-absurd",
         lambda d: ["spaces", "validate", str(d / "huge.toml")],
         "units",

@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import math
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,17 @@ TEXT_SUFFIXES = (".csv", ".csv.gz", ".jsonl", ".jsonl.gz", ".ndjson")
 #: the other) and ``x_train_lengths`` (one length a sequence); the same for ``x_test``.
 RAGGED_VALUES = "_values"
 RAGGED_LENGTHS = "_lengths"
+
+
+#: What reading a text file can raise: I/O, undecodable bytes, malformed CSV, and a .gz file that
+#: is truncated (EOFError) or corrupt (zlib.error, gzip.BadGzipFile is an OSError).
+READ_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    UnicodeDecodeError,
+    csv.Error,
+    EOFError,
+    zlib.error,
+)
 
 
 def _name(path: Path) -> str:
@@ -75,7 +87,7 @@ def _csv_rows(path: Path) -> tuple[list[str], Iterator[list[str]]]:
         fh = _open_text(path)
         reader = csv.reader(fh)
         header = next(reader, None)
-    except (OSError, UnicodeDecodeError, csv.Error, EOFError) as exc:
+    except READ_ERRORS as exc:
         if fh is not None:
             fh.close()
         raise DataError(f"{_name(path)}: cannot read as CSV: {exc}") from None
@@ -127,7 +139,7 @@ def is_long_csv(path: Path) -> bool:
     try:
         with _open_text(path) as fh:
             header = [h.strip() for h in next(csv.reader(fh), [])]
-    except (OSError, UnicodeDecodeError, csv.Error, EOFError) as exc:
+    except READ_ERRORS as exc:
         raise DataError(f"{_name(path)}: cannot read as CSV: {exc}") from None
     return LONG_ID_COL in header and LONG_STEP_COL in header
 
@@ -192,7 +204,7 @@ def read_text_table(
                 )
             split = _split_of(rec[si], path, f"row {n}", used_split) if si is not None else "all"
             _group(parts, split, rec[ti], rec[li])
-    except (OSError, UnicodeDecodeError, csv.Error, EOFError) as exc:
+    except READ_ERRORS as exc:
         raise DataError(f"{_name(path)}: cannot read as CSV: {exc}") from None
     return _finish_parts(parts, path, "data rows"), used_split
 
@@ -210,7 +222,7 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 if not isinstance(row, dict):
                     raise DataError(f"{_name(path)}: line {n}: expected a JSON object")
                 yield n, row
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
+    except READ_ERRORS as exc:
         raise DataError(f"{_name(path)}: cannot read as JSON lines: {exc}") from None
 
 
@@ -387,7 +399,35 @@ def read_numeric_npz(path: Path) -> Parts:
         parts[split] = (xs, [int(v) for v in ys])
     if not parts.get("train", ([], []))[0]:
         raise DataError(f"{_name(path)}: empty file: x_train holds no sequences")
+    if parts.get("test", ([], []))[0]:
+        got, want = parts["test"][0][0].shape[1], parts["train"][0][0].shape[1]
+        if got != want:
+            raise DataError(
+                f"{_name(path)}: x_test has {got} features per step, x_train {want}; expected "
+                "the same features"
+            )
+    for split, (xs, _) in parts.items():
+        _check_finite(xs, path, f"x_{split}")
     return parts
+
+
+#: Models compute in float32: a feature beyond its range becomes infinite in the model.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_finite(xs: list[np.ndarray], path: Path, what: str) -> None:
+    """Refuse NaN, infinite or float32-overflowing features (``what`` names the sequences)."""
+    if not xs:
+        return
+    values = np.concatenate([x.reshape(-1) for x in xs])
+    if not np.isfinite(values).all():
+        raise DataError(f"{_name(path)}: {what} holds NaN or infinite values; expected numbers")
+    largest = float(np.abs(values).max(initial=0.0))
+    if largest > FLOAT32_MAX:
+        raise DataError(
+            f"{_name(path)}: {what} holds {largest:.3g}; expected features within float32's "
+            f"range (at most {FLOAT32_MAX:.3g} in size)"
+        )
 
 
 def read_long_csv(path: Path, label_col: str, split_col: str | None) -> tuple[Parts, list[str]]:
@@ -402,6 +442,30 @@ def read_long_csv(path: Path, label_col: str, split_col: str | None) -> tuple[Pa
     if not fcols:
         raise DataError(f"{_name(path)}: no feature columns besides sequence_id, step and label")
     seqs: dict[str, dict[str, Any]] = {}
+    try:
+        _long_rows(path, reader, header, (ii, ti, li, si), fcols, used_split, seqs)
+    except READ_ERRORS as exc:
+        raise DataError(f"{_name(path)}: cannot read as CSV: {exc}") from None
+    parts: Parts = {}
+    for seq in seqs.values():
+        steps = sorted(seq["steps"], key=lambda s: s[0])
+        _group(parts, seq["split"], np.array([v for _, v in steps], dtype=np.float64), seq["label"])
+    for split, (xs, _) in parts.items():
+        _check_finite(xs, path, "features" if split == "all" else f"the {split} features")
+    return _finish_parts(parts, path, "data rows"), [header[i] for i in fcols]
+
+
+def _long_rows(
+    path: Path,
+    reader: Iterator[list[str]],
+    header: list[str],
+    columns: tuple[int, int, int, int | None],
+    fcols: list[int],
+    used_split: str | None,
+    seqs: dict[str, dict[str, Any]],
+) -> None:
+    """Gather a long table's rows into ``seqs`` (sequence id -> label, split, steps)."""
+    ii, ti, li, si = columns
     for n, rec in enumerate(reader, start=2):
         if not rec:
             continue
@@ -432,11 +496,6 @@ def read_long_csv(path: Path, label_col: str, split_col: str | None) -> tuple[Pa
         if seq["split"] != split:
             raise DataError(f"{_name(path)}: row {n}: sequence {rec[ii]!r} is in two splits")
         seq["steps"].append((step, values))
-    parts: Parts = {}
-    for seq in seqs.values():
-        steps = sorted(seq["steps"], key=lambda s: s[0])
-        _group(parts, seq["split"], np.array([v for _, v in steps], dtype=np.float64), seq["label"])
-    return _finish_parts(parts, path, "data rows"), [header[i] for i in fcols]
 
 
 def _label_key(value: Any) -> int | str | None:

@@ -229,3 +229,55 @@ def test_retrain_scores_the_test_set_as_its_saved_model_predicts(tmp_path: Path,
     assert padded[1] == pytest.approx(res["test_accuracy"], abs=1e-6)
     assert by_length[0] == pytest.approx(res["test_loss"], rel=1e-4)
     assert padded[0] == pytest.approx(by_length[0], rel=1e-4)
+
+
+def test_data_changed_under_a_study_is_refused_until_restored(tmp_path: Path):
+    """The same path with other content (a file edited or replaced after the study started):
+    run, resume and retrain refuse it in one line and change nothing; the original content
+    back, the study goes on."""
+    import hashlib
+    import shutil
+
+    space = tmp_path / "space.toml"
+    space.write_text(SPACE.replace('{ choice = ["gru", "lstm"] }', '"gru"'))
+    npz = make_numeric(tmp_path / "seq.npz", n=240)
+    shutil.copy(npz, tmp_path / "original.npz")
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    first = invoke(
+        "run", "--study", "num", "--space", str(space), "--trials", "1", "--data", str(npz),
+        "--max-epochs", "1", "--seed", "0", "--storage", url, "--quiet",
+    )  # fmt: skip
+    assert first.exit_code == 0, first.output
+
+    def digest() -> str:
+        return hashlib.sha256((tmp_path / "study.db").read_bytes()).hexdigest()
+
+    before = digest()
+    db = StudyDatabase(url, create=False)
+    stored = db.study_config("num").data
+    db.dispose()
+    make_numeric(npz, n=300, seed=1)  # new content, same path
+    data._SOURCES.clear()
+    model = tmp_path / "winner.keras"
+    for args in (
+        ["run", "--study", "num", "--trials", "2", "--quiet"],
+        ["resume", "num", "--trials", "2"],
+        ["retrain", "num", "--save", str(model)],
+    ):
+        refused = invoke(*args, "--storage", url)
+        lines = refused.stderr.strip().splitlines()
+        assert refused.exit_code == 2, refused.output
+        assert len(lines) == 1 and "Traceback" not in refused.output, refused.output
+        assert lines[0].startswith("rnnsearch: error: ") and "seq.npz" in lines[0], lines[0]
+        assert "changed since study 'num' started" in lines[0], lines[0]
+        assert digest() == before, args
+    assert not model.exists()
+    shutil.copy(tmp_path / "original.npz", npz)
+    data._SOURCES.clear()
+    again = invoke("resume", "num", "--trials", "2", "--storage", url, "--format", "json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["finished"] == 2
+    db = StudyDatabase(url, create=False)
+    assert len({t.data_fingerprint for t in db.trials("num")}) == 1
+    assert db.study_config("num").data == stored
+    db.dispose()

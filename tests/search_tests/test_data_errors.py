@@ -55,7 +55,56 @@ def folder(tmp: Path) -> Path:
     return tmp / "texts"
 
 
+def corrupt_gzip(tmp: Path, name: str, text: str) -> Path:
+    """A gzip file whose compressed stream is damaged in the middle (zlib.error on reading)."""
+    packed = gzip.compress(text.encode())
+    path = tmp / name
+    path.write_bytes(packed[:20] + b"\0" * 50 + packed[70:])
+    return path
+
+
+def truncated_gzip(tmp: Path, name: str, text: str) -> Path:
+    """A gzip file cut in half (EOFError on reading)."""
+    packed = gzip.compress(text.encode())
+    path = tmp / name
+    path.write_bytes(packed[: len(packed) // 2])
+    return path
+
+
+def write_bytes(tmp: Path, name: str, content: bytes) -> Path:
+    path = tmp / name
+    path.write_bytes(content)
+    return path
+
+
+def long_rows(sequences: int) -> str:
+    """A long-format numeric CSV: sequences of 10 steps, one feature, two classes."""
+    rows = [f"{s},{t},{(s * 7 + t) % 10 / 10},{s % 2}" for s in range(sequences) for t in range(10)]
+    return "sequence_id,step,f1,label\n" + "\n".join(rows) + "\n"
+
+
+def unreadable(tmp: Path) -> Path:
+    """A file this process may not read: mode 000, or where root reads anything, a write-only
+    kernel file behind a link."""
+    import os
+
+    path = tmp / "locked.csv"
+    if os.geteuid() == 0:
+        target = Path("/sys/bus/pci/rescan")
+        if not target.exists():
+            pytest.skip("running as root without a write-only file to stand for an unreadable one")
+        path.symlink_to(target)
+        return path
+    path.write_text("text,label\n" + GOOD_ROWS)
+    path.chmod(0)
+    return path
+
+
 GOOD_ROWS = "".join(f"{'nice' if i % 2 else 'bad'} film,{i % 2}\n" for i in range(20))
+JSONL_ROWS = "".join(
+    json.dumps({"text": f"{'nice' if i % 2 else 'bad'} film", "label": i % 2}) + "\n"
+    for i in range(20)
+)
 X3 = np.random.default_rng(0).normal(size=(20, 4, 2))
 Y3 = np.arange(20) % 2
 
@@ -173,7 +222,24 @@ CASES = [
     ("a folder without train/", folder, [], "there is no train/ folder"),
     ("unsupported file type", csv_file("x", "d.parquet"), [], "unsupported data file"),
     ("no such file", lambda tmp: tmp / "missing.csv", [], "no such file or folder"),
-]
+    ("corrupt gzip CSV", lambda tmp: corrupt_gzip(tmp, "d.csv.gz", "text,label\n" + GOOD_ROWS * 50),
+     [], "cannot read as CSV"),
+    ("corrupt gzip JSON lines",
+     lambda tmp: corrupt_gzip(tmp, "d.jsonl.gz", JSONL_ROWS * 50), [], "cannot read as JSON lines"),
+    ("truncated gzip long CSV",
+     lambda tmp: truncated_gzip(tmp, "l.csv.gz", long_rows(40)), [], "cannot read as CSV"),
+    ("long CSV, bad bytes after 64 KB",
+     lambda tmp: write_bytes(tmp, "l.csv", long_rows(3000).encode() + b"999,0,\xe9\xff,1\n"),
+     [], "cannot read as CSV"),
+    ("long CSV, an infinite feature",
+     csv_file(long_rows(20) + "99,0,1e400,1\n"), [], "NaN or infinite"),
+    ("x_test with other features",
+     npz_file(x_train=X3, y_train=Y3, x_test=X3[:, :, :1], y_test=Y3),
+     [], "x_test has 1 features per step, x_train 2"),
+    ("features beyond float32", npz_file(x_train=X3 * 1e200, y_train=Y3), [],
+     "expected features within float32's range"),
+    ("unreadable file", unreadable, [], "cannot read"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -318,6 +318,16 @@ def test_numeric_model_takes_raw_sequences(tmp_path: Path, monkeypatch: pytest.M
     alone = model.predict(np.asarray(xs[0])[None], verbose=0)
     assert np.abs(alone - probs[:1]).max() < 1e-5
 
+    # NaN is the saved model's padding marker: data holding NaN (or inf) is refused, not
+    # scored as padding
+    for bad in (np.nan, np.inf):
+        broken = tmp_path / "broken.npz"
+        x_bad = np.array(xs, dtype=object)
+        x_bad[0] = np.where(np.arange(len(xs[0]))[:, None] == 0, bad, xs[0])
+        np.savez(broken, x_train=x_bad, y_train=ys)
+        message = refused("predict", str(saved), "--data", str(broken))
+        assert "broken.npz: x_train holds NaN or infinite values" in message, message
+
 
 @pytest.mark.parametrize(
     ("cell", "head", "bidirectional", "padding"),
