@@ -130,10 +130,25 @@ class StudyArtefacts:
         for rec in self.db.artefacts(self.uid, kind):
             if wanted is not None and rec.lineage not in wanted:
                 continue
-            remove_path(Path(rec.path))
+            own = self.own_path(rec.path)
+            if own is not None:
+                remove_path(own)
             gone.append(rec.id)
         self.db.forget_artefacts(gone)
         return len(gone)
+
+    def own_path(self, recorded: str) -> Path | None:
+        """Where a recorded artefact is for this database: its path below the study's identity,
+        under :attr:`root`. A database records absolute paths where it was used; copied or moved
+        (with its ``.rnnsearch`` folder), its records must neither reach the original's files
+        nor miss its own. None for a path outside any folder of the study (never deleted)."""
+        parts = Path(recorded).parts
+        if self.uid not in parts:
+            return None
+        below = parts[len(parts) - parts[::-1].index(self.uid) :]
+        if ".." in below:
+            return None
+        return self.root.joinpath(*below)
 
     def remove_empty_folders(self) -> None:
         """Remove the study's folders that are left empty (never a file or a user's folder)."""
@@ -147,8 +162,11 @@ class StudyArtefacts:
 def remove_path(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
+        return
+    try:
+        path.unlink()
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # already gone, or a folder above it was replaced by a file: nothing of ours left
 
 
 class CheckpointStore:

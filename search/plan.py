@@ -21,6 +21,7 @@ from search.errors import UsageError
 from search.objectives import DEFAULT_OBJECTIVES
 from spaces import Space, load_space
 from spaces.fit import is_template_of
+from spaces.space import Choice, IntRange
 from storage import StudyConfig
 
 ENGINES = ("optuna", "hyperband")
@@ -426,6 +427,7 @@ def resolve_plan(
                 f"with ({stored.space_name}); pass --allow-space-change to continue with the new "
                 "space, or omit --space to keep the stored one"
             )
+        _check_space_change(space, requested_space, f"--space {req.space}", req.study)
         space, space_fit = requested_space, None
     stored_data = stored.data.get("source")
     if req.data is not None and req.data != stored_data:
@@ -530,6 +532,32 @@ def resolve_plan(
         tensorboard_dir=_absolute(req.tensorboard),
         changed=changed_settings(req, options, stored.engine),
     )
+
+
+def _dimension_kind(dim: Any) -> str:
+    if isinstance(dim, Choice):
+        return f"a choice of {list(dim.values)}"
+    kind = "integers" if isinstance(dim, IntRange) else "numbers"
+    return f"a {'log-spaced ' if dim.log else ''}range of {kind}"
+
+
+def _check_space_change(old: Space, new: Space, option: str, study: str) -> None:
+    """Refuse a changed space whose searched dimension changes kind (integers, numbers, a
+    choice), log spacing or, for a choice, its values: the study's trials drew it otherwise,
+    and Optuna keeps one distribution per name within a study (it would fail at the first
+    trial, with the new space already stored). Ranges may widen or narrow."""
+    before = {dim.name: dim for dim in old.searched}
+    for dim in new.searched:
+        was = before.get(dim.name)
+        if was is None:
+            continue
+        old_kind, new_kind = _dimension_kind(was), _dimension_kind(dim)
+        if old_kind != new_kind:
+            raise UsageError(
+                f"{option}: dimension {dim.name!r} is {new_kind}, where study {study!r} drew it "
+                f"as {old_kind}; a searched dimension keeps its kind, log spacing and choices "
+                "within a study (ranges may change; use a new --study name)"
+            )
 
 
 def _backend(req: RunRequest, stored: str | None = None) -> str:

@@ -319,7 +319,7 @@ def _run(
 
 def delete_study(db: StudyDatabase, study: str) -> int:
     """Delete a study, its rows and every artefact it recorded creating; how many artefacts."""
-    from search.artefacts import StudyArtefacts, remove_path
+    from search.artefacts import StudyArtefacts, artefact_base, remove_path
 
     config = db.study_config(study)
     removed = 0
@@ -329,5 +329,9 @@ def delete_study(db: StudyDatabase, study: str) -> int:
         artefacts.remove_empty_folders()
     db.delete_study(study)
     for rec in db.purge_orphans():
-        remove_path(Path(rec.path))
+        # where this database keeps files by default: a deleted study's --checkpoint-dir is
+        # unknown now, and a copied database's records must not reach the original's files
+        own = StudyArtefacts(db, rec.study_uid, artefact_base(db.url)).own_path(rec.path)
+        if own is not None:
+            remove_path(own)
     return removed

@@ -86,3 +86,44 @@ def test_delete_removes_the_study_its_rows_and_recorded_files_only(tmp_path: Pat
 
     missing = invoke("delete", "nope", "--yes", "--storage", url)
     assert missing.exit_code == 2 and "no study named 'nope'" in missing.stderr
+
+
+def test_a_copied_or_moved_database_deletes_only_its_own_files(tmp_path: Path, imdb_npz):
+    """A database records absolute paths. Deleting a study in a copy of the database (a backup
+    in another folder) must leave the original's checkpoints alone; a database moved with its
+    folder deletes its files where they are now; a checkpoint folder replaced by a file does
+    not block a delete."""
+    import shutil
+
+    space = tmp_path / "s.toml"
+    space.write_text(SPACE)
+    home = tmp_path / "home"
+    home.mkdir()
+    url = f"sqlite:///{home / 'orig.db'}"
+    ran = invoke(
+        "run", "--study", "s", "--space", str(space), "--trials", "2", "--max-epochs", "1",
+        "--data", str(imdb_npz), "--limit", "200", "--storage", url, "--quiet", "--seed", "1",
+    )  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+    original = sorted(p for p in (home / "orig.db.rnnsearch").rglob("*") if p.is_file())
+    assert any(p.name == "model.keras" for p in original)
+
+    (tmp_path / "bak").mkdir()
+    shutil.copy(home / "orig.db", tmp_path / "bak" / "copy.db")
+    done = invoke("delete", "s", "--yes", "--storage", f"sqlite:///{tmp_path / 'bak' / 'copy.db'}")
+    assert done.exit_code == 0, done.output
+    assert sorted(p for p in (home / "orig.db.rnnsearch").rglob("*") if p.is_file()) == original
+    saved = invoke("model", "s", "--save", str(tmp_path / "m.keras"), "--storage", url)
+    assert saved.exit_code == 0, saved.output  # the original's best checkpoint is still there
+
+    moved = tmp_path / "moved"
+    shutil.move(home, moved)
+    uid_folder = next((moved / "orig.db.rnnsearch").iterdir())
+    lineages = sorted((uid_folder / "checkpoints").iterdir())
+    shutil.rmtree(lineages[0])
+    lineages[0].write_text("a file where a checkpoint folder was")
+    gone = invoke("delete", "s", "--yes", "--storage", f"sqlite:///{moved / 'orig.db'}")
+    assert gone.exit_code == 0, gone.output
+    assert not (uid_folder / "checkpoints").exists() or not any(
+        (uid_folder / "checkpoints").iterdir()
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from search.errors import UsageError
@@ -16,7 +18,7 @@ from spaces import Space
 from storage import StudyConfig
 
 SPACE = {"cell": {"choice": ["gru", "lstm"]}, "units": {"low": 4, "high": 8}}
-OTHER = {"cell": {"choice": ["gru", "simple"]}, "units": {"low": 4, "high": 8}}
+OTHER = {"cell": {"choice": ["gru", "lstm"]}, "units": {"low": 4, "high": 16}, "dropout": 0.2}
 
 
 def _space(dims: dict = SPACE, name: str = "s") -> Space:
@@ -121,6 +123,27 @@ def test_changed_space_is_refused_unless_allowed():
     assert same.space.fingerprint == _space().fingerprint
 
 
+@pytest.mark.parametrize(
+    ("dims", "message"),
+    [
+        ({"cell": {"choice": ["gru", "simple"]}}, "'cell' is a choice of \\['gru', 'simple'\\]"),
+        ({"units": {"choice": [4, 8]}}, "'units' is a choice of \\[4, 8\\], where .* as a range"),
+        ({"units": {"low": 4, "high": 8, "log": True}}, "'units' is a log-spaced range"),
+    ],
+    ids=["choice-values", "range-to-choice", "log-spacing"],
+)
+def test_an_allowed_space_change_keeps_each_dimensions_kind(dims, message):
+    """Optuna keeps one distribution per parameter name within a study: a changed space that
+    draws a dimension otherwise is refused before anything is stored (it used to fail at the
+    first trial with the new space stored, leaving the study stuck)."""
+    with pytest.raises(UsageError, match=message):
+        plan(
+            RunRequest(study="st", space="o.toml", allow_space_change=True),
+            _stored(),
+            space=_space({**SPACE, **dims}, "o"),
+        )
+
+
 def test_new_study_refusals():
     with pytest.raises(UsageError, match="to resume"):
         plan(RunRequest(study="st", resume_only=True))
@@ -201,12 +224,24 @@ def test_a_fitted_study_accepts_its_template_and_keeps_its_pruner():
     assert p.pruner == "halving" and p.options()["space_fit"]["stats"]["examples"] == 216
     with pytest.raises(UsageError, match="--space cells: differs"):
         plan(RunRequest(study="st", space="cells"), stored, space=load_space("cells"))
+    # cells draws units and the learning rate otherwise than the fitted default: refused even
+    # when allowed (Optuna would fail at the first trial)
+    with pytest.raises(UsageError, match="'units' is a range of integers, where"):
+        plan(
+            RunRequest(study="st", space="cells", allow_space_change=True),
+            stored,
+            space=load_space("cells"),
+        )
+    tweaked = json.loads(fitted.to_json())
+    tweaked["name"] = "tweaked"
+    tweaked["dimensions"]["units"]["high"] *= 2  # a range may widen
     changed = plan(
-        RunRequest(study="st", space="cells", allow_space_change=True, pruner="none"),
+        RunRequest(study="st", space="tweaked.toml", allow_space_change=True, pruner="none"),
         stored,
-        space=load_space("cells"),
+        space=Space.from_dict(tweaked),
     )
     assert changed.space_fit is None and "space_fit" not in changed.options()
+    assert changed.space.fingerprint == Space.from_dict(tweaked).fingerprint
     assert changed.pruner == "none"
     # Studies from before the pruner was stored by name ran the median rule.
     old = _stored(pruner="MedianPruner(n_startup_trials=3, n_warmup_steps=1)")
