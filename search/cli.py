@@ -969,6 +969,7 @@ def retrain(
     def body() -> None:
         from search.errors import UsageError
         from search.output import to_json
+        from search.retrain import check_retrainable
         from search.retrain import retrain as do_retrain
         from search.validation import check_count, check_model_file
         from storage import StudyDatabase
@@ -980,7 +981,14 @@ def retrain(
             raise UsageError(f"--trial {trial}: expected a trial number, 0 or more")
         if save is not None:
             check_model_file("--save", save)
-        # Reads the study, then records the test metrics: opened writable, never created.
+        # The study and trial are checked on a read-only connection first: opening for writing
+        # mends the schema (adds rnnsearch's tables), which a refused retrain must not do.
+        reader = StudyDatabase(storage, create=False, read_only=True)
+        try:
+            check_retrainable(reader, study, trial)
+        finally:
+            reader.dispose()
+        # Then records the test metrics: opened writable, never created.
         db = StudyDatabase(storage, create=False, read_only=False)
         res = do_retrain(
             db, study, trial=trial, epochs=epochs, save=save, limit=limit, word_index=word_index

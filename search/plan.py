@@ -490,12 +490,18 @@ def resolve_plan(
     max_epochs = req.max_epochs or options.get("max_epochs", DEFAULT_MAX_EPOCHS)
     hb = None
     if stored.engine == "hyperband":
-        stored_max = options.get("max_epochs")
-        if stored_max is not None and max_epochs != stored_max:
-            raise UsageError(
-                f"--max-epochs {max_epochs}: study {req.study!r} runs Hyperband with "
-                f"--max-epochs {stored_max}; its schedule cannot change (omit --max-epochs)"
-            )
+        # Keras Tuner keeps its brackets in its project: the schedule is the study's for good
+        for flag, asked, key in (
+            ("--max-epochs", max_epochs, "max_epochs"),
+            ("--factor", req.hyperband_factor, "factor"),
+            ("--hyperband-iterations", req.hyperband_iterations, "hyperband_iterations"),
+        ):
+            kept = options.get(key)
+            if asked is not None and kept is not None and asked != kept:
+                raise UsageError(
+                    f"{flag} {asked}: study {req.study!r} runs Hyperband with {flag} {kept}; "
+                    f"its schedule cannot change (omit {flag})"
+                )
         hb = _hyperband(req, options, max_epochs, trials_so_far)
     keep = req.keep_checkpoints
     if keep is None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from search.errors import SearchError, UsageError
 from search.validation import check_model_file
-from storage import StudyDatabase, TrialRecord
+from storage import StudyConfig, StudyDatabase, TrialRecord
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,18 @@ def choose_trial(db: StudyDatabase, study: str, number: int | None) -> TrialReco
     return rec
 
 
+def check_retrainable(
+    db: StudyDatabase, study: str, trial: int | None
+) -> tuple[StudyConfig, TrialRecord]:
+    """The stored study and the trial ``retrain`` would train (refusing what it cannot)."""
+    stored = db.study_config(study)
+    if stored is None:
+        raise UsageError(
+            f"study {study!r} was not created by rnnsearch: its data is unknown, cannot retrain"
+        )
+    return stored, choose_trial(db, study, trial)
+
+
 def _data_location(data: dict[str, Any]) -> str:
     source = str(data.get("source") or "")
     path = data.get("path")
@@ -96,12 +108,7 @@ def retrain(
     the test set, record the test metrics and save the model as a ``.keras`` file."""
     if epochs is not None and epochs < 1:
         raise UsageError(f"--epochs {epochs}: expected a positive integer")
-    stored = db.study_config(study)
-    if stored is None:
-        raise UsageError(
-            f"study {study!r} was not created by rnnsearch: its data is unknown, cannot retrain"
-        )
-    rec = choose_trial(db, study, trial)
+    stored, rec = check_retrainable(db, study, trial)
     from search.artefacts import StudyArtefacts
 
     artefacts = StudyArtefacts.of(db, stored) if save is None else None

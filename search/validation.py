@@ -123,4 +123,6 @@ def check_model_file(option: str, value: str | Path) -> Path:
     path = check_parent_folder(option, value)
     if path.suffix != ".keras":
         raise UsageError(f"{option} {path}: expected a file name ending in .keras")
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: is a folder; expected a .keras file to write")
     return path

@@ -588,6 +588,18 @@ ROWS: list[Row] = [
         setup=write("a-file", "x"),
     ),
     Row(
+        "retrain-save-onto-a-folder",
+        with_db("retrain", STUDY, "--save", "d.keras"),
+        "d.keras: is a folder",
+        setup=lambda d: (d / "d.keras").mkdir(),
+    ),
+    Row(
+        "model-save-onto-a-folder",
+        with_db("model", STUDY, "--save", "d.keras"),
+        "d.keras: is a folder",
+        setup=lambda d: (d / "d.keras").mkdir(),
+    ),
+    Row(
         "space-units-absurd",
         lambda d: ["spaces", "validate", str(d / "huge.toml")],
         "units",
@@ -715,6 +727,12 @@ def test_a_plain_optuna_database_is_queried_without_writing(tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
     assert result.stdout.count('"rank"') == 3
     assert snapshot(tmp_path) == before
+    # retrain refuses a study it did not create, or none, without adding its tables first
+    for study, message in (("plain", "not created by rnnsearch"), ("nosuch", "no study named")):
+        refused = CliRunner().invoke(app, ["retrain", study, "--storage", url])
+        assert refused.exit_code == 2, refused.output
+        assert message in refused.stderr
+        assert snapshot(tmp_path) == before
 
 
 def test_an_empty_storage_variable_is_refused(tmp_path: Path, monkeypatch) -> None:

@@ -187,6 +187,13 @@ def test_hyperband_target_is_its_schedule_or_the_cap():
     assert more.hyperband.max_trials == 6 and more.target == 6
     with pytest.raises(UsageError, match="its schedule cannot change"):
         plan(RunRequest(study="st", max_epochs=9), stored)
+    # the factor and the iterations are the schedule too (they were silently replaced)
+    with pytest.raises(UsageError, match="--factor 2: study 'st' runs Hyperband with --factor 3"):
+        plan(RunRequest(study="st", hyperband_factor=2), stored)
+    with pytest.raises(UsageError, match="--hyperband-iterations 2: .* cannot change"):
+        plan(RunRequest(study="st", hyperband_iterations=2), stored)
+    same = plan(RunRequest(study="st", hyperband_factor=3, hyperband_iterations=1), stored)
+    assert same.hyperband.factor == 3
 
 
 def test_checkpoint_dir_is_stored_absolute(tmp_path, monkeypatch):
