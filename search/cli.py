@@ -1010,14 +1010,21 @@ def retrain(
 def delete(
     study: StudyArg,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Delete even while trials are running (a run on another machine, say).",
+        ),
+    ] = False,
     storage: StorageOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Delete a study: its trials, rnnsearch's rows and the files it recorded creating."""
 
     def body() -> None:
-        from search.errors import SearchError
-        from search.service import delete_study
+        from search.errors import SearchError, UsageError
+        from search.service import delete_study, running_elsewhere
         from storage import StudyDatabase
 
         _check_study(study)
@@ -1025,10 +1032,19 @@ def delete(
         # tables are created), which a refused delete must not do.
         reader = StudyDatabase(storage, create=False, read_only=True)
         try:
-            trials = len(reader.trials(study))
+            records = reader.trials(study)
             shown = reader.display_url
         finally:
             reader.dispose()
+        trials = len(records)
+        live = running_elsewhere(records)
+        if live and not force:
+            t = live[0]
+            where = f"process {t.extra.get('pid', '?')} on {t.extra.get('host', '?')}"
+            raise UsageError(
+                f"study {study!r} has {len(live)} trial(s) running (trial {t.number}, {where}); "
+                "stop that run first, or pass --force to delete the study under it"
+            )
         if not yes:
             try:
                 sure = typer.confirm(

@@ -127,3 +127,50 @@ def test_a_copied_or_moved_database_deletes_only_its_own_files(tmp_path: Path, i
     assert not (uid_folder / "checkpoints").exists() or not any(
         (uid_folder / "checkpoints").iterdir()
     )
+
+
+def test_delete_refuses_a_study_with_a_live_run_and_not_one_killed(tmp_path: Path, imdb_npz):
+    """A delete under a training run would pull the study from under it (its next write fails
+    in Optuna with a traceback, and it goes on writing orphan files): refused while the run's
+    process lives; once it is killed (-9, its trial left `running`), the delete goes ahead."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    space = tmp_path / "s.toml"
+    space.write_text(SPACE)
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    rnnsearch = Path(sys.executable).with_name("rnnsearch")
+    proc = subprocess.Popen(
+        [
+            str(rnnsearch), "run", "--study", "busy", "--space", str(space), "--trials", "3",
+            "--max-epochs", "50", "--data", str(imdb_npz), "--limit", "600", "--storage", url,
+            "--quiet",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "RNNSEARCH_CACHE": str(tmp_path / "cache")},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            listed = invoke("trials", "busy", "--storage", url, "--format", "json")
+            if listed.exit_code == 0 and any(
+                t["state"] == "running" for t in json.loads(listed.stdout)
+            ):
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError("the run never started a trial")
+        refused = invoke("delete", "busy", "--yes", "--storage", url)
+        assert refused.exit_code == 2, refused.output
+        assert f"trial(s) running (trial 0, process {proc.pid}" in refused.stderr
+        assert proc.poll() is None  # the run goes on
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    done = invoke("delete", "busy", "--yes", "--storage", url)
+    assert done.exit_code == 0, done.output
+    assert "deleted study busy" in done.stdout
