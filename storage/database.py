@@ -176,6 +176,9 @@ def sqlite_path(url: str) -> Path | None:
 
 
 _ACCEPTED = "expected sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+#: The drivers rnnsearch installs (Python's sqlite3; psycopg 3 with the postgres extra):
+#: another named in a URL (psycopg2, asyncpg) is not installed, or not usable synchronously.
+_DRIVERS = {"sqlite": ("pysqlite",), "postgresql": ("psycopg",)}
 
 
 def check_url(url: str) -> str:
@@ -193,6 +196,18 @@ def check_url(url: str) -> str:
         raise StorageURLError(
             f"storage URL {shown} names a {backend!r} database; rnnsearch supports sqlite:///PATH "
             "and postgresql://USER@HOST:PORT/DB"
+        )
+    driver = parsed.get_driver_name()
+    if driver not in _DRIVERS[backend]:
+        raise StorageURLError(
+            f"storage URL {shown} names the driver {driver!r}; rnnsearch connects to {backend} "
+            f"with {' or '.join(repr(d) for d in _DRIVERS[backend])} ({_ACCEPTED})"
+        )
+    decoded = [parsed.database, parsed.host, parsed.username, parsed.password]
+    if any(ord(ch) < 32 for part in decoded if part for ch in str(part)):
+        raise StorageURLError(
+            f"storage URL {shown}: holds a control character (such as an encoded NUL); "
+            f"{_ACCEPTED}"
         )
     if backend == "sqlite":
         if parsed.host:

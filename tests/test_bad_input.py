@@ -229,6 +229,21 @@ ROWS: list[Row] = [
         "sqlite:///relative.db",
     ),
     Row("url-mysql", lambda d: ["studies", "--storage", "mysql://u@h/db"], "mysql"),
+    Row(
+        "url-psycopg2",
+        lambda d: ["studies", "--storage", "postgresql+psycopg2://127.0.0.1:5432/test"],
+        "the driver 'psycopg2'",
+    ),
+    Row(
+        "url-sqlite-unknown-driver",
+        lambda d: ["run", "--study", "x", "--storage", f"sqlite+bogus:///{d / 'x.db'}"],
+        "the driver 'bogus'",
+    ),
+    Row(
+        "url-encoded-nul",
+        lambda d: ["run", "--study", "x", "--storage", f"sqlite:///{d / 'a%00b.db'}"],
+        "control character",
+    ),
     Row("url-not-a-url", lambda d: ["studies", "--storage", "not a url"], "not a url"),
     Row("url-bad-port", lambda d: ["studies", "--storage", "postgresql://u@h:99999/db"], "99999"),
     Row(
