@@ -303,6 +303,7 @@ def guarded(fn: Callable[[], T], debug: bool = False) -> T:
     from storage.errors import (
         DamagedStudyError,
         NotAStudyDatabaseError,
+        ReadOnlyDatabaseError,
         StorageURLError,
         StudyNotFoundError,
     )
@@ -327,6 +328,7 @@ def guarded(fn: Callable[[], T], debug: bool = False) -> T:
         NotAStudyDatabaseError,
         StudyNotFoundError,
         DamagedStudyError,
+        ReadOnlyDatabaseError,
         FilterError,
     ) as exc:
         if debug:

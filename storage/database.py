@@ -57,6 +57,7 @@ from sqlalchemy.schema import CreateTable
 from storage.errors import (
     DamagedStudyError,
     NotAStudyDatabaseError,
+    ReadOnlyDatabaseError,
     StorageError,
     StorageURLError,
     StudyNotFoundError,
@@ -206,8 +207,7 @@ def check_url(url: str) -> str:
     decoded = [parsed.database, parsed.host, parsed.username, parsed.password]
     if any(ord(ch) < 32 for part in decoded if part for ch in str(part)):
         raise StorageURLError(
-            f"storage URL {shown}: holds a control character (such as an encoded NUL); "
-            f"{_ACCEPTED}"
+            f"storage URL {shown}: holds a control character (such as an encoded NUL); {_ACCEPTED}"
         )
     if backend == "sqlite":
         if parsed.host:
@@ -326,6 +326,8 @@ class StudyDatabase:
         self._path = path
         if path is not None:
             self._check_sqlite_file(path, create=create)
+            if not self.read_only:
+                self._check_writable(path)
         self._storage: optuna.storages.RDBStorage | None = None
         self._lock = threading.Lock()
         self._uids: dict[int, str] = {}
@@ -413,6 +415,23 @@ class StudyDatabase:
         self._check_foreign(tables)
         if not create and not tables:
             raise StudyNotFoundError(f"{path}: holds no study (an empty SQLite database)")
+
+    @staticmethod
+    def _check_writable(path: Path) -> None:
+        """Refuse, before SQLite touches anything, a file or folder this process cannot write:
+        SQLite would fail at the first write ("attempt to write a readonly database") after
+        leaving -wal/-shm files beside the database that block later opens."""
+        folder = path.parent if str(path.parent) else Path(".")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise ReadOnlyDatabaseError(
+                f"{path}: the study database is read-only (mode {path.stat().st_mode & 0o777:o}); "
+                "this command writes to it (make it writable, or work on a copy)"
+            )
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ReadOnlyDatabaseError(
+                f"{path}: the folder {folder} is read-only; SQLite writes its journal beside the "
+                "study database (make the folder writable, or work on a copy elsewhere)"
+            )
 
     @staticmethod
     def _connect_read_only(path: Path) -> sqlite3.Connection:

@@ -19,3 +19,7 @@ class StudyNotFoundError(StorageError):
 
 class DamagedStudyError(StorageError):
     """A study's stored record (its space, data options, a trial's configuration) is broken."""
+
+
+class ReadOnlyDatabaseError(StorageError):
+    """A command must write the study database, and its file or folder is not writable."""

@@ -789,3 +789,39 @@ def test_debug_keeps_the_traceback(tmp_path: Path) -> None:
     )
     assert result.exit_code != 0
     assert result.exception is not None and not isinstance(result.exception, SystemExit)
+
+
+def _without_root_powers() -> list[str]:
+    """A command prefix that runs as this user without root's power to write read-only files."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv to drop the power to write anything")
+    drop = "-dac_override,-dac_read_search"
+    return [setpriv, f"--bounding-set={drop}", f"--inh-caps={drop}"]
+
+
+@pytest.mark.parametrize("where", ["file", "folder"])
+def test_a_read_only_database_is_refused_for_writing_and_left_as_it_was(
+    where: str, template: Path, tmp_path: Path
+) -> None:
+    """A command that writes (delete, here) on a read-only database file or folder: one line,
+    exit 2, and no -wal/-shm files left beside it (they blocked every later open)."""
+    d = tmp_path / "w"
+    d.mkdir()
+    shutil.copy(template, d / "study.db")
+    before = snapshot(d)
+    (d / "study.db").chmod(0o444) if where == "file" else d.chmod(0o555)
+    try:
+        proc = subprocess.run(
+            [*_without_root_powers(), str(RNNSEARCH), "delete", STUDY, "--yes",
+             "--storage", db_url(d)],
+            capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        )  # fmt: skip
+    finally:
+        (d / "study.db").chmod(0o644) if where == "file" else d.chmod(0o755)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and "read-only" in lines[0], proc.stderr
+    assert snapshot(d) == before
