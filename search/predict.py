@@ -84,6 +84,18 @@ def load_saved(path_text: str) -> Any:
         )
     if path.suffix != ".keras":
         raise UsageError(f"MODEL {path_text}: expected a .keras file, got {path.suffix or 'none'}")
+    import zipfile
+
+    try:
+        archive = zipfile.is_zipfile(path)
+    except OSError as exc:
+        raise UsageError(f"MODEL {path_text}: cannot read: {exc.strerror or exc}") from None
+    if not archive:
+        # Keras would say "File not found" of a file that is there
+        raise UsageError(
+            f"MODEL {path_text}: not a Keras model file (a .keras file is a zip archive); "
+            "expected a model saved by `rnnsearch retrain --save` or `rnnsearch model --save`"
+        )
     from search import tfenv
 
     tfenv.quiet_import()
@@ -141,7 +153,7 @@ def _text_table(
         header, reader = readers._csv_rows(path)
         try:
             records = [r for r in reader if r]
-        except (OSError, UnicodeDecodeError) as exc:
+        except readers.READ_ERRORS as exc:
             raise DataError(f"{path}: cannot read as CSV: {exc}") from None
     if text_col not in header:
         raise DataError(
@@ -157,15 +169,16 @@ def _text_table(
     for n, rec in enumerate(records, start=2):
         if len(rec) != len(header):
             raise DataError(f"{path}: row {n} has {len(rec)} fields, the header {len(header)}")
-        if si is not None and str(rec[si]).strip().lower() not in readers.SPLIT_NAMES:
-            continue
-        if si is not None and readers.SPLIT_NAMES[str(rec[si]).strip().lower()] != split:
+        if si is not None and readers._split_of(rec[si], path, f"row {n}", used_split) != split:
             continue
         if not isinstance(rec[ti], str):
             raise DataError(f"{path}: row {n}: {text_col!r} is not a string")
         items.append(rec[ti])
         if li is not None:
             labels.append(_label_name(rec[li]))
+    if not items:
+        marked = f" marked {split}" if si is not None else ""
+        raise DataError(f"{path}: no data rows{marked}; expected examples to predict")
     return Examples("text", items, labels if li is not None else None)
 
 
@@ -184,6 +197,8 @@ def read_examples(
         raise UsageError(f"--split {split}: expected one of {', '.join(SPLITS)}")
     path = _resolve_path(data)
     examples = _read(path, _detect_format(path), text_col, label_col, split_col, split)
+    if not examples.items:
+        raise DataError(f"{data}: no examples in the {split} part; expected examples to predict")
     return Examples(examples.kind, examples.items, examples.labels, f"--data {data}")
 
 
@@ -248,6 +263,13 @@ def predict(model: Any, examples: Examples, batch_size: int = 256) -> Prediction
             f"{examples.origin}: the model takes {what[takes]}; this input holds "
             f"{what[examples.kind]}"
         )
+    unknown = sorted({label for label in examples.labels or [] if label and label not in classes})
+    if unknown:
+        raise DataError(
+            f"{examples.origin}: labels {', '.join(map(repr, unknown[:5]))} are not among the "
+            f"model's classes ({', '.join(classes)}); expected the classes it was trained on "
+            "(or no label column)"
+        )
     n = len(examples.items)
     probs = np.zeros((n, len(classes)), dtype=np.float32)
     if examples.kind == "text":
@@ -270,8 +292,9 @@ def predict(model: Any, examples: Examples, batch_size: int = 256) -> Prediction
                 seq = np.asarray(examples.items[i], dtype=np.float64)
                 if seq.ndim != 2 or seq.shape[1] != features:
                     raise DataError(
-                        f"example {i}: {seq.shape[-1] if seq.ndim else 0} features; the model "
-                        f"takes {features}"
+                        f"{examples.origin}: example {i} has "
+                        f"{seq.shape[-1] if seq.ndim else 0} features per step; the model takes "
+                        f"{features}"
                     )
                 batch[row, : len(seq)] = seq
         probs[idx] = np.asarray(runner.predict_on_batch(batch))

@@ -447,8 +447,15 @@ def read_long_csv(path: Path, label_col: str, split_col: str | None) -> tuple[Pa
     except READ_ERRORS as exc:
         raise DataError(f"{_name(path)}: cannot read as CSV: {exc}") from None
     parts: Parts = {}
-    for seq in seqs.values():
+    for sid, seq in seqs.items():
         steps = sorted(seq["steps"], key=lambda s: s[0])
+        starts = [step for step, _ in steps]
+        twice = next((a for a, b in zip(starts, starts[1:], strict=False) if a == b), None)
+        if twice is not None:
+            raise DataError(
+                f"{_name(path)}: sequence {sid!r} has step {twice:g} twice; expected each step "
+                "once per sequence"
+            )
         _group(parts, seq["split"], np.array([v for _, v in steps], dtype=np.float64), seq["label"])
     for split, (xs, _) in parts.items():
         _check_finite(xs, path, "features" if split == "all" else f"the {split} features")
@@ -477,6 +484,8 @@ def _long_rows(
             step = float(rec[ti])
         except ValueError:
             raise DataError(f"{_name(path)}: row {n}: step {rec[ti]!r} is not a number") from None
+        if not math.isfinite(step):
+            raise DataError(f"{_name(path)}: row {n}: step {rec[ti]!r}; expected a finite number")
         values = []
         for i in fcols:
             try:

@@ -260,9 +260,21 @@ def test_bad_input_is_one_line(text_study, tmp_path: Path):
     saved = str(text_study["saved"])
     junk = tmp_path / "junk.keras"
     junk.write_text("not a model")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "words.csv").write_text("text,label\nlovely,pos\nawful,neg\n")
+    (inputs / "header.csv").write_text("text,label\n")
+    (inputs / "split.csv").write_text("text,label,split\nlovely,1,test\nawful,0,tset\n")
     cases = [
+        # labels the model was not trained on scored accuracy 0 silently
+        (["predict", saved, "--data", str(inputs / "words.csv")],
+         "labels 'neg', 'pos' are not among the model's classes (0, 1)"),
+        (["predict", saved, "--data", str(inputs / "header.csv")], "header.csv: no data rows"),
+        # an unknown split value was skipped silently (run refuses it)
+        (["predict", saved, "--data", str(inputs / "split.csv"), "--split", "test"],
+         "row 3: split column 'split' holds 'tset'"),
         (["predict", str(tmp_path / "missing.keras"), "--text", "x"], "MODEL"),
-        (["predict", str(junk), "--text", "x"], "not a raw-input model of rnnsearch"),
+        (["predict", str(junk), "--text", "x"], "junk.keras: not a Keras model file"),
         (["predict", saved], "--data or --text"),
         (["predict", saved, "--text", "x", "--data", str(text_study["csv"])], "--data or --text"),
         (["predict", saved, "--data", str(tmp_path / "none.csv")], "no such file"),
@@ -281,7 +293,7 @@ def test_bad_input_is_one_line(text_study, tmp_path: Path):
     ]  # fmt: skip
     for args, names in cases:
         assert names in refused(*args), args
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.keras"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "junk.keras"]
 
 
 def test_numeric_model_takes_raw_sequences(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
