@@ -452,7 +452,7 @@ def resolve_plan(
             f"--checkpoint-dir {req.checkpoint_dir}: study {req.study!r} keeps its artefacts in "
             f"{checkpoint_dir or 'the default folder'} (omit --checkpoint-dir)"
         )
-    check_folder(f"study {req.study!r}'s --checkpoint-dir", checkpoint_dir, "its artefacts")
+    check_folder(f"--checkpoint-dir of study {req.study!r}", checkpoint_dir, "its artefacts")
     objectives = tuple(options.get("objectives") or DEFAULT_OBJECTIVES)
     if req.objectives is not None and _objectives(req.objectives) != objectives:
         raise UsageError(

@@ -78,6 +78,8 @@ def load_space(name_or_path: str | Path) -> Space:
     """A built-in space by name, or a user's TOML file by path (a path wins when both exist)."""
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists() or "/" in str(name_or_path):
+        if path.is_dir():
+            raise SpaceError(f"{path}: is a folder; expected a space file (.toml)")
         if not path.is_file():
             raise SpaceError(f"{path}: no such space file")
         try:

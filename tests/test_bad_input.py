@@ -343,6 +343,12 @@ ROWS: list[Row] = [
         setup=write("bin.toml", b"\xff\xfe\x00garbage"),
     ),
     Row("spaces-validate-missing", lambda d: ["spaces", "validate", str(d / "no.toml")], "no.toml"),
+    Row(
+        "run-space-is-a-folder",
+        lambda d: [*run_args("--space", str(d / "dir.toml"))(d)],
+        "dir.toml: is a folder",
+        setup=lambda d: (d / "dir.toml").mkdir(),
+    ),
     Row("spaces-show-unknown", lambda d: ["spaces", "show", "nosuchspace"], "nosuchspace"),
     Row(
         "run-space-unknown-key",
