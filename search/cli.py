@@ -295,6 +295,10 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+#: The KeyError message of Optuna's RDB storage for a study or trial it no longer holds.
+OPTUNA_NOT_FOUND = "Record does not exist."
+
+
 def guarded(fn: Callable[[], T], debug: bool = False) -> T:
     """Run a command body; our exceptions become one line on stderr and an exit code."""
     from search.errors import DataError, SearchError, UsageError
@@ -338,6 +342,15 @@ def guarded(fn: Callable[[], T], debug: bool = False) -> T:
         if debug:
             raise
         _fail(str(exc), EXIT_FAILURE)
+    except KeyError as exc:
+        # Optuna's RDB storage, asked for a study or trial that is no longer there
+        if debug or exc.args != (OPTUNA_NOT_FOUND,):
+            raise
+        _fail(
+            "the study was deleted while this command ran (`delete --force`, or another tool); "
+            "it stopped",
+            EXIT_FAILURE,
+        )
     raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -129,41 +129,48 @@ def test_a_copied_or_moved_database_deletes_only_its_own_files(tmp_path: Path, i
     )
 
 
-def test_delete_refuses_a_study_with_a_live_run_and_not_one_killed(tmp_path: Path, imdb_npz):
-    """A delete under a training run would pull the study from under it (its next write fails
-    in Optuna with a traceback, and it goes on writing orphan files): refused while the run's
-    process lives; once it is killed (-9, its trial left `running`), the delete goes ahead."""
+def _start_run(study: str, space: Path, url: str, imdb_npz: Path, tmp_path: Path):
+    """A long training run in its own process, returned once its first trial runs."""
     import os
-    import signal
     import subprocess
     import sys
     import time
 
-    space = tmp_path / "s.toml"
-    space.write_text(SPACE)
-    url = f"sqlite:///{tmp_path / 'd.db'}"
     rnnsearch = Path(sys.executable).with_name("rnnsearch")
     proc = subprocess.Popen(
         [
-            str(rnnsearch), "run", "--study", "busy", "--space", str(space), "--trials", "3",
+            str(rnnsearch), "run", "--study", study, "--space", str(space), "--trials", "3",
             "--max-epochs", "50", "--data", str(imdb_npz), "--limit", "600", "--storage", url,
             "--quiet",
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "RNNSEARCH_CACHE": str(tmp_path / "cache")},
     )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        listed = invoke("trials", study, "--storage", url, "--format", "json")
+        if listed.exit_code == 0 and any(
+            t["state"] == "running" for t in json.loads(listed.stdout)
+        ):
+            return proc
+        time.sleep(0.5)
+    proc.kill()
+    raise AssertionError("the run never started a trial")
+
+
+def test_delete_refuses_a_study_with_a_live_run_and_not_one_killed(tmp_path: Path, imdb_npz):
+    """A delete under a training run would pull the study from under it: refused while the
+    run's process lives; once it is killed (-9, its trial left `running`), the delete goes
+    ahead. `--force` deletes under a live run, which then stops with one line, no traceback."""
+    import signal
+
+    space = tmp_path / "s.toml"
+    space.write_text(SPACE)
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    proc = _start_run("busy", space, url, imdb_npz, tmp_path)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            listed = invoke("trials", "busy", "--storage", url, "--format", "json")
-            if listed.exit_code == 0 and any(
-                t["state"] == "running" for t in json.loads(listed.stdout)
-            ):
-                break
-            time.sleep(0.5)
-        else:
-            raise AssertionError("the run never started a trial")
         refused = invoke("delete", "busy", "--yes", "--storage", url)
         assert refused.exit_code == 2, refused.output
         assert f"trial(s) running (trial 0, process {proc.pid}" in refused.stderr
@@ -174,3 +181,17 @@ def test_delete_refuses_a_study_with_a_live_run_and_not_one_killed(tmp_path: Pat
     done = invoke("delete", "busy", "--yes", "--storage", url)
     assert done.exit_code == 0, done.output
     assert "deleted study busy" in done.stdout
+
+    proc = _start_run("forced", space, url, imdb_npz, tmp_path)
+    try:
+        forced = invoke("delete", "forced", "--yes", "--force", "--storage", url)
+        assert forced.exit_code == 0, forced.output
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    lines = stderr.strip().splitlines()
+    assert proc.returncode == 1 and "Traceback" not in stderr, stderr[-2000:]
+    assert lines[-1] == (
+        "rnnsearch: error: the study was deleted while this command ran (`delete --force`, or "
+        "another tool); it stopped"
+    ), stderr[-2000:]
