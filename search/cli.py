@@ -1039,7 +1039,7 @@ def delete(
 
     def body() -> None:
         from search.errors import SearchError, UsageError
-        from search.service import delete_study, running_elsewhere
+        from search.service import delete_study, live_running_trials
         from storage import StudyDatabase
 
         _check_study(study)
@@ -1052,7 +1052,7 @@ def delete(
         finally:
             reader.dispose()
         trials = len(records)
-        live = running_elsewhere(records)
+        live = live_running_trials(records)
         if live and not force:
             t = live[0]
             where = f"process {t.extra.get('pid', '?')} on {t.extra.get('host', '?')}"

@@ -440,11 +440,22 @@ def _resolve_path(data: str) -> Path:
     return path
 
 
+#: A file's SHA-256 by (path, size, modification time): a run hashes its data once although
+#: it is checked against the study (check_unchanged) before it is read (load_source).
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+
+
 def _input_fingerprint(path: Path) -> str:
     """The data's own bytes (a file's SHA-256) or, for a folder, its files' names, sizes and
     modification times."""
     try:
-        return readers.folder_fingerprint(path) if path.is_dir() else file_sha256(path)
+        if path.is_dir():
+            return readers.folder_fingerprint(path)
+        st = path.stat()
+        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+        if key not in _FILE_HASHES:
+            _FILE_HASHES[key] = file_sha256(path)
+        return _FILE_HASHES[key]
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
 

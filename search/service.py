@@ -317,7 +317,7 @@ def _run(
         return runner.run_all(before_trial, hard_abort=hard_abort)
 
 
-def running_elsewhere(trials: list[TrialRecord]) -> list[TrialRecord]:
+def live_running_trials(trials: list[TrialRecord]) -> list[TrialRecord]:
     """Trials still running in a live process: on this host, one that exists; on another host,
     any (its liveness cannot be told from here). A trial whose process died on this host
     (kill -9) stays ``running`` until a resume recovers it, and is not counted."""
