@@ -381,7 +381,9 @@ class StudyDatabase:
             # Owner-only (or stricter by umask): trials, data paths and configurations are the
             # user's; SQLite gives its -wal/-shm files the database file's mode.
             try:
-                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+                # through a dangling link, its target: O_EXCL on the link itself would fail and
+                # leave SQLite to create the file with the default mode
+                os.close(os.open(path.resolve(), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
             except FileExistsError:
                 pass
             except OSError as exc:

@@ -261,3 +261,17 @@ def test_env_var_sets_default_storage(tmp_path: Path, monkeypatch):
     assert resolve_url("sqlite:///x.db") == "sqlite:///x.db"
     monkeypatch.delenv("RNNSEARCH_STORAGE")
     assert resolve_url(None) == "sqlite:///rnnsearch.db"
+
+
+def test_a_database_created_through_a_link_is_owner_only(tmp_path: Path):
+    """A dangling link as the database path: its target is created owner-only, as any new
+    database is (O_EXCL on the link itself failed, and SQLite made the file 0644)."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        (tmp_path / "study.db").symlink_to(tmp_path / "real.db")
+        StudyDatabase(f"sqlite:///{tmp_path / 'study.db'}").dispose()
+    finally:
+        os.umask(old)
+    assert (tmp_path / "real.db").stat().st_mode & 0o777 == 0o600
