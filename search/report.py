@@ -9,15 +9,25 @@ from __future__ import annotations
 
 import base64
 import html
+import os
+import shutil
 import statistics
+import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from search.objectives import front_rows, pareto_trials, study_objectives
 from search.output import fixed_text, params_text, table_text, to_json
-from storage import SCORED_STATES, EpochRecord, StudyDatabase, TrialRecord, TrialState
+from storage import (
+    SCORED_STATES,
+    EpochRecord,
+    StudyConfig,
+    StudyDatabase,
+    TrialRecord,
+    TrialState,
+)
 
 GROUP_KEYS = ("cell", "bidirectional", "maxlen")
 COMPARISON_COLUMNS = (
@@ -572,18 +582,47 @@ def build_report(db: StudyDatabase, study: str, out_dir: Path, *, top: int = 5) 
     if not groups:
         notes.append("no complete or pruned trial yet: nothing to compare")
     best = db.best(study, top=top)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # Written into a staging folder beside out_dir, then moved in: an interrupted report (Ctrl-C)
+    # leaves no half-written folder, and an existing one keeps its files until the new are done.
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        report = _write_report(
+            db, study, staging, out_dir, trials, epochs, config, groups, best, notes
+        )
+        out_dir.mkdir(exist_ok=True)
+        for written in sorted(staging.iterdir()):
+            os.replace(written, out_dir / written.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return report
+
+
+def _write_report(
+    db: StudyDatabase,
+    study: str,
+    staging: Path,
+    out_dir: Path,
+    trials: list[TrialRecord],
+    epochs: dict[int, list[EpochRecord]],
+    config: StudyConfig | None,
+    groups: list[GroupRow],
+    best: list[TrialRecord],
+    notes: list[str],
+) -> Report:
+    """The report's files written into ``staging``; the returned report names them where
+    :func:`build_report` moves them (``out_dir``)."""
     figures: dict[str, Path] = {}
     if groups:
-        figures["comparison"] = plot_comparison(groups, out_dir / "comparison.png")
+        figures["comparison"] = plot_comparison(groups, staging / "comparison.png")
     if best:
         figures["learning_curves"] = plot_learning_curves(
-            best, epochs, out_dir / "learning_curves.png"
+            best, epochs, staging / "learning_curves.png"
         )
     else:
         notes.append("no complete trial yet: no learning curves")
     if any(t.state in SCORED_STATES for t in trials):
-        figures["history"] = plot_history(trials, epochs, out_dir / "history.png")
+        figures["history"] = plot_history(trials, epochs, staging / "history.png")
     measured = [
         t
         for t in trials
@@ -596,7 +635,7 @@ def build_report(db: StudyDatabase, study: str, out_dir: Path, *, top: int = 5) 
     if measured:
         drawn = {t.number for t in pareto_trials(db, study, ("val_accuracy", "latency_ms"))[1]}
         figures["front"] = plot_front(
-            measured, [t for t in measured if t.number in drawn], out_dir / "front.png"
+            measured, [t for t in measured if t.number in drawn], staging / "front.png"
         )
         if len(objectives) == 1:
             objectives = ("val_accuracy", "latency_ms")
@@ -605,7 +644,7 @@ def build_report(db: StudyDatabase, study: str, out_dir: Path, *, top: int = 5) 
         notes.append("no complete trial with measured latency: no accuracy/latency front")
     importances, why, method = param_importances(db, study)
     if importances:
-        figures["importances"] = plot_importances(importances, out_dir / "importances.png", method)
+        figures["importances"] = plot_importances(importances, staging / "importances.png", method)
     elif why:
         notes.append(why)
     counts: dict[str, int] = {}
@@ -625,8 +664,8 @@ def build_report(db: StudyDatabase, study: str, out_dir: Path, *, top: int = 5) 
     }
     report = Report(
         study=study,
-        out_dir=out_dir,
-        html=out_dir / "index.html",
+        out_dir=staging,
+        html=staging / "index.html",
         figures=figures,
         groups=groups,
         importances=importances,
@@ -636,5 +675,11 @@ def build_report(db: StudyDatabase, study: str, out_dir: Path, *, top: int = 5) 
         front_objectives=objectives if front_table else (),
     )
     report.html.write_text(render_html(report, header, best), encoding="utf-8")
-    (out_dir / "report.json").write_text(to_json(report.to_dict()), encoding="utf-8")
-    return report
+    final = replace(
+        report,
+        out_dir=out_dir,
+        html=out_dir / report.html.name,
+        figures={k: out_dir / v.name for k, v in figures.items()},
+    )
+    (staging / "report.json").write_text(to_json(final.to_dict()), encoding="utf-8")
+    return final

@@ -501,3 +501,28 @@ def test_help_stays_light():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_an_interrupted_report_leaves_no_folder_and_an_old_one_intact(
+    study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Ctrl-C while the figures are drawn: no half-written folder (before: a folder without
+    index.html), and a report written before keeps its files."""
+    import search.report as report_module
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report_module, "plot_history", interrupted)
+    fresh = tmp_path / "fresh"
+    result = invoke("report", STUDY, "--out", str(fresh), "--storage", study["url"])
+    assert result.exit_code == 130 and "interrupted" in result.stderr, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "index.html").write_text("the report of yesterday")
+    again = invoke("report", STUDY, "--out", str(old), "--storage", study["url"])
+    assert again.exit_code == 130, again.output
+    assert [p.name for p in old.iterdir()] == ["index.html"]
+    assert (old / "index.html").read_text() == "the report of yesterday"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]
