@@ -21,7 +21,7 @@ from search.errors import UsageError
 from search.objectives import DEFAULT_OBJECTIVES
 from spaces import Space, load_space
 from spaces.fit import is_template_of
-from spaces.space import Choice, IntRange
+from spaces.space import Choice, FloatRange, IntRange
 from storage import StudyConfig
 
 ENGINES = ("optuna", "hyperband")
@@ -540,7 +540,7 @@ def resolve_plan(
     )
 
 
-def _dimension_kind(dim: Any) -> str:
+def _dimension_kind(dim: IntRange | FloatRange | Choice) -> str:
     if isinstance(dim, Choice):
         return f"a choice of {list(dim.values)}"
     kind = "integers" if isinstance(dim, IntRange) else "numbers"
