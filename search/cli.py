@@ -1273,14 +1273,11 @@ def _check_out_file(out: str | None, inputs: dict[str, Any] | None = None) -> No
     """An output file the command may write: in an existing folder, not a folder, and none of
     the command's ``inputs`` (what -> path): writing there would destroy what it reads."""
     from search.errors import UsageError
+    from search.validation import check_output_file
 
     if out is None:
         return
-    if os.path.isdir(out):
-        raise UsageError(f"--out {out}: expected a file name, got a folder")
-    folder = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(folder):
-        raise UsageError(f"--out {out}: the folder {folder} does not exist")
+    check_output_file("--out", out)
     for what, path in (inputs or {}).items():
         if path is not None and os.path.realpath(out) == os.path.realpath(path):
             raise UsageError(f"--out {out}: that is {what} itself; expected another file")

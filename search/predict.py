@@ -176,9 +176,6 @@ def _text_table(
         items.append(rec[ti])
         if li is not None:
             labels.append(_label_name(rec[li]))
-    if not items:
-        marked = f" marked {split}" if si is not None else ""
-        raise DataError(f"{path}: no data rows{marked}; expected examples to predict")
     return Examples("text", items, labels if li is not None else None)
 
 
@@ -198,7 +195,8 @@ def read_examples(
     path = _resolve_path(data)
     examples = _read(path, _detect_format(path), text_col, label_col, split_col, split)
     if not examples.items:
-        raise DataError(f"{data}: no examples in the {split} part; expected examples to predict")
+        part = "" if split == "all" else f" in its {split} part"
+        raise DataError(f"{data}: no data rows{part}; expected examples to predict")
     return Examples(examples.kind, examples.items, examples.labels, f"--data {data}")
 
 

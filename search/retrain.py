@@ -111,12 +111,12 @@ def retrain(
     stored, rec = check_retrainable(db, study, trial)
     from search.artefacts import StudyArtefacts
 
-    artefacts = StudyArtefacts.of(db, stored) if save is None else None
-    path = (
-        artefacts.default_model_path(rec.number)
-        if artefacts is not None
-        else check_model_file("--save", save or "")
-    )
+    artefacts: StudyArtefacts | None = None
+    if save is None:
+        artefacts = StudyArtefacts.of(db, stored)
+        path = artefacts.default_model_path(rec.number)
+    else:
+        path = check_model_file("--save", save)
     if epochs is None:
         epochs = int(rec.extra.get("best_epoch") or rec.config.get("epochs") or rec.epochs or 1)
 

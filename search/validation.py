@@ -118,11 +118,17 @@ def check_parent_folder(option: str, value: str | Path) -> Path:
     return path
 
 
+def check_output_file(option: str, value: str | Path) -> Path:
+    """``value`` as a file to write: in an existing folder, and not itself a folder."""
+    path = check_parent_folder(option, value)
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: is a folder; expected a file name")
+    return path
+
+
 def check_model_file(option: str, value: str | Path) -> Path:
     """``value`` as a ``.keras`` file to write, in an existing folder."""
-    path = check_parent_folder(option, value)
+    path = check_output_file(option, value)
     if path.suffix != ".keras":
         raise UsageError(f"{option} {path}: expected a file name ending in .keras")
-    if path.is_dir():
-        raise UsageError(f"{option} {path}: is a folder; expected a .keras file to write")
     return path
