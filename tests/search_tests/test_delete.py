@@ -130,11 +130,14 @@ def test_a_copied_or_moved_database_deletes_only_its_own_files(tmp_path: Path, i
 
 
 def _start_run(study: str, space: Path, url: str, imdb_npz: Path, tmp_path: Path):
-    """A long training run in its own process, returned once its first trial runs."""
+    """A long training run in its own process, returned once its first trial runs and has
+    recorded its owner (the trial is created `running` a moment before its pid is written)."""
     import os
     import subprocess
     import sys
     import time
+
+    from storage import StudyDatabase
 
     rnnsearch = Path(sys.executable).with_name("rnnsearch")
     proc = subprocess.Popen(
@@ -154,7 +157,13 @@ def _start_run(study: str, space: Path, url: str, imdb_npz: Path, tmp_path: Path
         if listed.exit_code == 0 and any(
             t["state"] == "running" for t in json.loads(listed.stdout)
         ):
-            return proc
+            db = StudyDatabase(url, create=False)
+            try:
+                running = db.trials(study, ["running"])
+            finally:
+                db.dispose()
+            if any("pid" in t.extra for t in running):
+                return proc
         time.sleep(0.5)
     proc.kill()
     raise AssertionError("the run never started a trial")
