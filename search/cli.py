@@ -1039,7 +1039,8 @@ def delete(
 
     def body() -> None:
         from search.errors import SearchError, UsageError
-        from search.service import delete_study, live_running_trials
+        from search.service import delete_study
+        from search.trials import running_trials
         from storage import StudyDatabase
 
         _check_study(study)
@@ -1047,12 +1048,11 @@ def delete(
         # tables are created), which a refused delete must not do.
         reader = StudyDatabase(storage, create=False, read_only=True)
         try:
-            records = reader.trials(study)
+            trials = len(reader.trials(study))
+            live = running_trials(reader, study, live=True)
             shown = reader.display_url
         finally:
             reader.dispose()
-        trials = len(records)
-        live = live_running_trials(records)
         if live and not force:
             t = live[0]
             where = f"process {t.extra.get('pid', '?')} on {t.extra.get('host', '?')}"

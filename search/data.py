@@ -570,10 +570,15 @@ def load_source(
     _check_limit(limit)
     path = _resolve_path(data)
     input_fp = _input_fingerprint(path)
+    # The format is in the key: the same bytes under another name (a CSV renamed .csv.gz) are
+    # read, and refused, as that name says, never served from the other format's arrays.
+    fmt = _detect_format(path)
     cache_key = hashlib.sha256(
         json.dumps(
             [
                 CACHE_VERSION,
+                fmt,
+                path.name.endswith(".gz"),  # the readers' test for gzip
                 input_fp,
                 limit,
                 opts["text_col"],
@@ -588,7 +593,7 @@ def load_source(
     ).hexdigest()[:32]
     hit = cache.load(cache_key)
     if hit is None:
-        arrays, meta = _build(_detect_format(path), path, input_fp, limit, opts)
+        arrays, meta = _build(fmt, path, input_fp, limit, opts)
         cache.save(cache_key, arrays, meta)
         meta = {**meta, "cache": "written"}
     else:

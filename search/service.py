@@ -317,15 +317,6 @@ def _run(
         return runner.run_all(before_trial, hard_abort=hard_abort)
 
 
-def live_running_trials(trials: list[TrialRecord]) -> list[TrialRecord]:
-    """Trials still running in a live process: on this host, one that exists; on another host,
-    any (its liveness cannot be told from here). A trial whose process died on this host
-    (kill -9) stays ``running`` until a resume recovers it, and is not counted."""
-    from search.trials import owner_is_dead
-
-    return [t for t in trials if t.state == "running" and not owner_is_dead(t.extra)]
-
-
 def delete_study(db: StudyDatabase, study: str) -> int:
     """Delete a study, its rows and every artefact it recorded creating; how many artefacts."""
     from search.artefacts import StudyArtefacts, artefact_base, remove_path

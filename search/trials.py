@@ -216,6 +216,20 @@ def owner_is_dead(extra: dict[str, Any]) -> bool:
     return abs(proc.create_time() - float(extra.get("pid_started", 0))) > 1.0
 
 
+def running_trials(db: StudyDatabase, study: str, *, live: bool) -> list[TrialRecord]:
+    """The study's running trials whose owner is alive (``live=True``) or gone (``False``).
+
+    Gone: on this host, its process no longer exists (kill -9); on any host, its heartbeat is
+    older than the grace period (Optuna's rule, the check ``fail_stale_trials`` makes). A trial
+    just created, before its owner and first heartbeat are written, counts as alive.
+    """
+    running = db.trials(study, [TrialState.RUNNING.value])
+    if not running:
+        return []
+    stale = db.stale_running_trial_ids(study)
+    return [t for t in running if (t.trial_id in stale or owner_is_dead(t.extra)) is not live]
+
+
 def finished_count(db: StudyDatabase, study: str) -> int:
     counts = db.state_counts(study)
     return sum(counts.get(s, 0) for s in FINISHED_STATES)
@@ -498,13 +512,8 @@ class TrialRunner:
 
         storage = self.db.optuna_storage
         study = self.plan.study
-        running = self.db.trials(study, [TrialState.RUNNING.value])
-        # Other hosts' trials: Optuna's heartbeat rule (the check fail_stale_trials makes).
-        stale = set(storage._get_stale_trial_ids(self.study_id))
         cut: list[TrialRecord] = []
-        for t in running:
-            if t.trial_id not in stale and not owner_is_dead(t.extra):
-                continue
+        for t in running_trials(self.db, study, live=False):
             try:
                 changed = storage.set_trial_state_values(
                     t.trial_id, state=optuna.trial.TrialState.FAIL

@@ -22,7 +22,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -136,6 +136,12 @@ _o_trial_user_attrs = Table(
     Column("trial_id", Integer),
     Column("key", String),
     Column("value_json", String),
+)
+_o_heartbeats = Table(
+    "trial_heartbeats",
+    _optuna_meta,
+    Column("trial_id", Integer),
+    Column("heartbeat", DateTime),
 )
 _o_intermediate = Table(
     "trial_intermediate_values",
@@ -938,6 +944,25 @@ class StudyDatabase:
             counts["failed"] -= moved
             counts["interrupted"] = moved
         return counts
+
+    def stale_running_trial_ids(self, study: str) -> set[int]:
+        """Running trials whose heartbeat is older than the grace period (their process died
+        or lost the database): Optuna's own rule (``RDBStorage._get_stale_trial_ids``), read
+        without Optuna's storage, so that a read-only connection can ask. A running trial with
+        no heartbeat yet is not stale."""
+        sid = self.study_id(study)
+        with self.session("cannot read") as s:
+            now = s.execute(select(func.now())).scalar_one()
+            rows = s.execute(
+                select(_o_trials.c.trial_id, _o_heartbeats.c.heartbeat)
+                .join(_o_heartbeats, _o_heartbeats.c.trial_id == _o_trials.c.trial_id)
+                .where(_o_trials.c.study_id == sid, cast(_o_trials.c.state, String) == "RUNNING")
+            ).all()
+        if isinstance(now, str):  # SQLite's CURRENT_TIMESTAMP comes back as text
+            now = datetime.fromisoformat(now)
+        now = now.replace(tzinfo=None)
+        grace = timedelta(seconds=GRACE_PERIOD)
+        return {trial_id for trial_id, beat in rows if now - beat > grace}
 
     def spent_seconds(self, study: str) -> float:
         """What a study's ``--time-budget`` counts: the summed duration of its trials that are

@@ -22,7 +22,7 @@ import search.data as data
 from search.data import TEXT_OOV_ID, DataSource, load_source, validation_split
 from search.datasets import cache
 from search.datasets.batching import length_batches, length_batches_dataset
-from search.errors import UsageError
+from search.errors import DataError, UsageError
 
 REPO = Path(__file__).resolve().parents[2]
 IMDB_CSV = REPO.parent / "shared" / "data" / "imdb" / "imdb_reviews.csv.gz"
@@ -323,6 +323,19 @@ def test_cache_is_written_atomically_and_reused(tmp_path, own_cache: Path, monke
     # bucketing does not change the prepared arrays: same entry
     assert load_source(str(path), options={"bucketing": False}).cache_status == "hit"
 
+
+def test_a_cache_entry_is_not_served_to_the_same_bytes_under_another_format(
+    tmp_path, own_cache: Path, monkeypatch
+):
+    """A plain CSV copied to `.csv.gz` is read as gzip, and refused, as it would be on a
+    machine without the cache: the entry of the same bytes read as plain CSV is not reused."""
+    plain = write_csv(tmp_path / "reviews.csv", text_rows(60))
+    assert load_source(str(plain)).cache_status == "written"
+    renamed = tmp_path / "reviews.csv.gz"
+    renamed.write_bytes(plain.read_bytes())
+    monkeypatch.setattr(data, "_SOURCES", {})
+    with pytest.raises(DataError, match=r"reviews\.csv\.gz"):
+        load_source(str(renamed))
 
 def test_corrupt_cache_entry_is_rebuilt(tmp_path, own_cache: Path, monkeypatch):
     path = tmp_path / "num.npz"

@@ -204,3 +204,62 @@ def test_delete_refuses_a_study_with_a_live_run_and_not_one_killed(tmp_path: Pat
         "rnnsearch: error: the study was deleted while this command ran (`delete --force`, or "
         "another tool); it stopped"
     ), stderr[-2000:]
+
+
+def test_delete_under_another_machines_run_follows_its_heartbeat(tmp_path: Path, imdb_npz):
+    """A trial running on another machine cannot be checked by its process id: it is live
+    while its heartbeat is fresh (refused), and its process is taken as gone once the beat is
+    older than the grace period (the delete goes ahead), the rule a resume recovers it by."""
+    from datetime import datetime, timedelta
+
+    import optuna
+    import sqlalchemy as sa
+
+    from storage import StudyDatabase
+    from storage.database import GRACE_PERIOD
+
+    space = tmp_path / "s.toml"
+    space.write_text(SPACE)
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    ran = invoke(
+        "run", "--study", "far", "--space", str(space), "--trials", "1", "--max-epochs", "1",
+        "--data", str(imdb_npz), "--limit", "200", "--storage", url, "--quiet",
+    )  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+    db = StudyDatabase(url, create=False, read_only=False)
+    try:
+        study = optuna.load_study(study_name="far", storage=db.optuna_storage)
+        trial = study.ask()
+        tid = trial._trial_id
+        db.record_trial_info(
+            trial_id=tid,
+            study_id=db.study_id("far"),
+            number=trial.number,
+            engine="optuna",
+            config={"cell": "gru", "units": 5},
+            status="running",
+            extra={"host": "another-machine", "pid": 1, "pid_started": 0.0},
+        )
+        db.optuna_storage.record_heartbeat(tid)
+    finally:
+        db.dispose()
+
+    refused = invoke("delete", "far", "--yes", "--storage", url)
+    assert refused.exit_code == 2, refused.output
+    assert "trial(s) running (trial 1, process 1 on another-machine)" in refused.stderr
+
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # the other machine went silent a minute past the grace
+        beat = datetime.fromisoformat(
+            conn.execute(
+                sa.text("SELECT heartbeat FROM trial_heartbeats WHERE trial_id = :t"), {"t": tid}
+            ).scalar_one()
+        )
+        conn.execute(
+            sa.text("UPDATE trial_heartbeats SET heartbeat = :b WHERE trial_id = :t"),
+            {"b": beat - timedelta(seconds=GRACE_PERIOD + 60), "t": tid},
+        )
+    engine.dispose()
+    done = invoke("delete", "far", "--yes", "--storage", url)
+    assert done.exit_code == 0, done.output
+    assert "deleted study far: 2 trials" in done.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import optuna
@@ -195,6 +196,45 @@ def test_spent_seconds_sums_the_trials_that_are_not_running(storage_url):
     assert db.spent_seconds("s") == pytest.approx(
         sum(t.duration_s or 0 for t in records if t.state != "running")
     )
+    db.dispose()
+
+
+def test_stale_running_trials_follow_optunas_heartbeat_rule(storage_url):
+    """A running trial is stale once its heartbeat is older than the grace period; one that
+    beats, one not yet beating and finished trials are not. The same set as Optuna's own
+    check, and readable on a read-only connection (what `delete` asks before refusing)."""
+    from storage.database import GRACE_PERIOD
+
+    db = StudyDatabase(storage_url)
+    study, sid = _make_study(db)
+    _add_trial(db, study, sid, value=0.8, epochs=1, seconds=1.0)
+    fresh, old, silent = study.ask(), study.ask(), study.ask()
+    tid = {
+        t.number: db.optuna_storage.get_trial_id_from_study_id_trial_number(sid, t.number)
+        for t in (fresh, old, silent)
+    }
+    db.optuna_storage.record_heartbeat(tid[fresh.number])
+    db.optuna_storage.record_heartbeat(tid[old.number])
+    with db.engine.begin() as conn:  # the beat of a process gone a minute past the grace
+        beat = conn.execute(
+            sa.text("SELECT heartbeat FROM trial_heartbeats WHERE trial_id = :t"),
+            {"t": tid[old.number]},
+        ).scalar_one()
+        if isinstance(beat, str):
+            beat = datetime.fromisoformat(beat)
+        conn.execute(
+            sa.text("UPDATE trial_heartbeats SET heartbeat = :b WHERE trial_id = :t"),
+            {"b": beat - timedelta(seconds=GRACE_PERIOD + 60), "t": tid[old.number]},
+        )
+    assert db.stale_running_trial_ids("s") == {tid[old.number]}
+    assert set(db.optuna_storage._get_stale_trial_ids(sid)) == {tid[old.number]}
+    reader = StudyDatabase(storage_url, create=False, read_only=True)
+    try:
+        assert reader.stale_running_trial_ids("s") == {tid[old.number]}
+    finally:
+        reader.dispose()
+    study.tell(old, 0.5)  # finished: no longer stale, whatever its last beat
+    assert db.stale_running_trial_ids("s") == set()
     db.dispose()
 
 
