@@ -55,7 +55,7 @@ from search import tfenv
 tfenv.quiet_import()
 import keras, numpy as np
 from search.data import load_source
-from search.datasets.batching import length_batches
+from search.datasets.batching import length_batches, study_widths, width_for
 from search.model import build_model
 from search.train import fit
 src = load_source(npz, limit=limit, options={"bucketing": mode == "bucketing"})
@@ -72,9 +72,11 @@ class Reporter:
         return False
 fit(model, data, cfg, Reporter())
 if mode == "bucketing":
-    widths = [int(data.len_train[b].max()) * len(b)
-              for b in length_batches(data.len_train, cfg["batch_size"], np.random.default_rng(0))]
-    steps = sum(widths) / len(data.len_train)
+    widths = study_widths(data)
+    batches = length_batches(data.len_train, cfg["batch_size"], np.random.default_rng(0),
+                             widths=widths, fill_last=True)
+    steps = sum(width_for(int(data.len_train[b].max()), widths) * len(b)
+                for b in batches) / sum(len(b) for b in batches)
 else:
     steps = float(cfg["maxlen"])
 print(json.dumps({"epochs": rows, "steps_per_review": steps,

@@ -18,6 +18,8 @@ Modes, each in its own process, one after the other, same seeds, same reviews:
   recurrent step recomputed in the backward pass (rnnsearch's default under JAX on a CPU).
 - ``rnnsearch-jax-stored``: the same with every step's activations stored for the backward
   pass, as Keras does (``RNNSEARCH_RECOMPUTE_STEPS=0``): before the recomputation.
+- ``rnnsearch-jax-quantile``: ``rnnsearch-jax`` with the bucketing before the widths padded
+  least (quantile widths, batches cut from length-sorted pools; ``bench/quantile_buckets.py``).
 
 Reported per mode: milliseconds per training example over epochs 2 and later (the steady state;
 the first epoch holds the compilations), the ratio to plain, the first epoch's excess over the
@@ -64,12 +66,22 @@ CONFIGS = {
         "head": "max",
     },
 }
-MODES = ("plain", "rnnsearch-graph", "rnnsearch-xla", "rnnsearch-jax-stored", "rnnsearch-jax")
+MODES = (
+    "plain",
+    "rnnsearch-graph",
+    "rnnsearch-xla",
+    "rnnsearch-jax-stored",
+    "rnnsearch-jax-quantile",
+    "rnnsearch-jax",
+)
 
 CHILD = r"""
 import json, sys
 mode, cfg, npz, limit, epochs, seed = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 from reference import one_trial_study, plain_fit
+if mode == "rnnsearch-jax-quantile":
+    import quantile_buckets
+    quantile_buckets.install()
 if mode == "plain":
     result = plain_fit(cfg, npz, limit, epochs, seed)
 else:

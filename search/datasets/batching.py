@@ -2,16 +2,16 @@
 
 Padding every review to ``maxlen`` makes a 40-word review cost as much as a 400-word one. Here
 rows are grouped by length and each batch keeps only as many steps as the smallest *bucket
-width* that holds its longest row. The widths are a handful (at most :data:`MAX_BUCKETS`) taken
-from the data's length distribution, so a compiled training step (XLA, or JAX's jit) is built
+width* that holds its longest row. The widths are a handful (at most :data:`MAX_BUCKETS`), those
+that pad the data's lengths least, so a compiled training step (XLA, or JAX's jit) is built
 once per width and then reused; a width per batch (the batch's own longest row) would give
 nearly every batch a new shape and rebuild the compiled step each time. Every training batch
 has exactly ``batch_size`` rows (the last one is filled up with rows drawn again), so the batch
 dimension never brings a new shape either.
 
 What padding is left is masked where it changes the result (post-padding, numeric input);
-leading pre-padding of a length-sorted batch is a few steps and stays unmasked, as with fixed
-length, since a mask costs ~1.9x per step. Nothing is truncated here: rows are already cut at
+leading pre-padding up to a batch's width stays unmasked, as with fixed length, since a mask
+costs ~1.9x per step. Nothing is truncated here: rows are already cut at
 ``maxlen`` by :mod:`search.data`, and the largest width holds the longest row.
 """
 
@@ -23,12 +23,14 @@ from typing import Any
 
 import numpy as np
 
-#: Training batches are sorted by length within pools of this many batches.
-BUCKET_POOL = 32
 #: At most this many widths per data set: each is one compilation of the training step.
 MAX_BUCKETS = 8
 #: Widths are multiples of this (vector-friendly shapes), except where maxlen caps them.
 WIDTH_MULTIPLE = 8
+#: A width is worth its compilations (training and validation step) only if it saves at least
+#: this fraction of an epoch's padded steps: on IMDB, 2 widths at maxlen 100, 5 at 200, 8 from
+#: 400 (bench/compiled_steps.py: each width costs about 0.5 s of compiling a trial).
+WIDTH_WORTH = 0.01
 
 
 def bucket_widths(
@@ -41,19 +43,42 @@ def bucket_widths(
     one holds the longest row (``lengths`` are after truncation at ``maxlen``), none exceeds
     ``maxlen``.
 
-    The widths are quantiles of the length distribution (equal numbers of rows between two
-    widths, so no width serves only a few batches), rounded up to a multiple of ``multiple``.
+    The widths are those that pad the rows least: every row padded to the smallest width that
+    holds it, the summed steps are the least any ``max_buckets`` multiples of ``multiple``
+    (or ``maxlen``) give, found exactly by dynamic programming over the candidate widths.
+    Fewer widths are returned when one more would save less than :data:`WIDTH_WORTH` of the
+    steps.
     """
     if max_buckets < 1:
         raise ValueError(f"max_buckets: expected at least 1, got {max_buckets}")
     maxlen = int(maxlen)
-    clipped = np.clip(np.asarray(lengths, dtype=np.int64), 1, maxlen)
+    clipped = np.sort(np.clip(np.asarray(lengths, dtype=np.int64), 1, maxlen))
     if clipped.size == 0:
         return (maxlen,)
-    levels = np.linspace(0.0, 1.0, max_buckets + 1)[1:]
-    quantiles = np.quantile(clipped, levels, method="higher")
-    rounded = {min(maxlen, -(-int(q) // multiple) * multiple) for q in quantiles}
-    return tuple(sorted(rounded))
+    top = min(maxlen, -(-int(clipped[-1]) // multiple) * multiple)
+    candidates = np.array([*range(multiple, top, multiple), top], dtype=np.int64)
+    # rows each candidate width holds, counted from the shortest row
+    held = np.searchsorted(clipped, candidates, side="right")
+    m, k = len(candidates), min(max_buckets, len(candidates))
+    # steps[t, j]: the least steps of the rows up to candidates[j] in t widths, the largest of
+    # them candidates[j]; previous[t, j]: the width below it in that least choice
+    steps = np.full((k + 1, m), np.inf)
+    previous = np.zeros((k + 1, m), dtype=np.int64)
+    steps[1] = candidates * held
+    for t in range(2, k + 1):
+        for j in range(1, m):
+            options = steps[t - 1, :j] + candidates[j] * (held[j] - held[:j])
+            previous[t, j] = int(np.argmin(options))
+            steps[t, j] = options[previous[t, j]]
+    least = steps[:, m - 1]
+    t = 1
+    while t < k and least[t] - least[t + 1] >= WIDTH_WORTH * least[t]:
+        t += 1
+    chosen = [m - 1]
+    while t > 1:
+        chosen.append(int(previous[t, chosen[-1]]))
+        t -= 1
+    return tuple(int(candidates[j]) for j in sorted(chosen))
 
 
 def width_for(longest: int, widths: tuple[int, ...]) -> int:
@@ -67,30 +92,45 @@ def length_batches(
     batch_size: int,
     rng: np.random.Generator | None = None,
     *,
+    widths: tuple[int, ...] | None = None,
     fill_last: bool = False,
 ) -> list[np.ndarray]:
     """Row indices of each batch, rows of similar length together.
 
-    With ``rng`` (training): shuffle, sort each pool of ``BUCKET_POOL`` batches by length, cut it
-    into batches and shuffle the batches, so an epoch still sees the rows in a random order.
-    Without (validation): all rows sorted by length. Either way ceil(N / batch_size) batches.
-    ``fill_last`` (training only): the last, short batch is filled up to ``batch_size`` with rows
-    drawn at random from the others, so that every batch has the same number of rows.
+    With ``rng`` (training): each row goes to the bucket of the smallest of ``widths`` that
+    holds it (default: :func:`bucket_widths` of these lengths); each bucket's rows are
+    shuffled and cut into batches, the rows left over (fewer than a batch) join the next wider
+    bucket, and the batches are shuffled, so an epoch sees the rows in a random order and no
+    batch is wider than its rows' bucket. Without (validation): all rows sorted by length.
+    Either way ceil(N / batch_size) batches. ``fill_last`` (training only): the last, short
+    batch is filled up to ``batch_size`` with rows drawn at random from the others, so that
+    every batch has the same number of rows.
     """
     n = len(lengths)
     if rng is None:
         order = np.argsort(lengths, kind="stable")
         return [order[i : i + batch_size] for i in range(0, n, batch_size)]
-    order = rng.permutation(n)
-    short = n % batch_size
-    if fill_last and short and n > batch_size:
-        order = np.concatenate([order, rng.choice(order[:-short], batch_size - short, False)])
-    pool = batch_size * BUCKET_POOL
+    lengths = np.asarray(lengths)
+    if widths is None:
+        widths = bucket_widths(lengths, int(lengths.max()) if n else 1)
+    bucket = np.searchsorted(np.asarray(widths), np.maximum(lengths, 1), side="left")
     batches: list[np.ndarray] = []
-    for start in range(0, len(order), pool):
-        part = order[start : start + pool]
-        part = part[np.argsort(lengths[part], kind="stable")]
-        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+    left = np.zeros(0, dtype=np.int64)
+    for b in range(len(widths)):
+        rows = np.concatenate([left, rng.permutation(np.flatnonzero(bucket == b))])
+        full = len(rows) - len(rows) % batch_size
+        batches.extend(rows[i : i + batch_size] for i in range(0, full, batch_size))
+        left = rows[full:]
+    # rows longer than the widest width (widths of other data) go last, in one bucket
+    rows = np.concatenate([left, rng.permutation(np.flatnonzero(bucket >= len(widths)))])
+    full = len(rows) - len(rows) % batch_size
+    batches.extend(rows[i : i + batch_size] for i in range(0, full, batch_size))
+    if full < len(rows):
+        last = rows[full:]
+        if fill_last and n > batch_size:
+            others = np.setdiff1d(np.arange(n), last, assume_unique=True)
+            last = np.concatenate([last, rng.choice(others, batch_size - len(last), False)])
+        batches.append(last)
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
@@ -116,7 +156,9 @@ class LengthBatches:
         self._plan = self._draw()
 
     def _draw(self) -> list[np.ndarray]:
-        return length_batches(self.lengths, self.batch_size, self._rng, fill_last=True)
+        return length_batches(
+            self.lengths, self.batch_size, self._rng, widths=self.widths, fill_last=True
+        )
 
     def __len__(self) -> int:
         return len(self._plan)
@@ -209,7 +251,9 @@ def step_shapes(data: Any, batch_size: int) -> int:
     if not getattr(data, "bucketing", False):
         return fixed(len(data.y_train)) + fixed(len(data.y_val))
     widths = study_widths(data)
-    train = length_batches(data.len_train, batch_size, np.random.default_rng(0), fill_last=True)
+    train = length_batches(
+        data.len_train, batch_size, np.random.default_rng(0), widths=widths, fill_last=True
+    )
     val = length_batches(data.len_val, batch_size)
     return sum(
         len({(len(i), width_for(int(lengths[i].max()), widths)) for i in plan})

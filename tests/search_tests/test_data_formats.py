@@ -21,7 +21,12 @@ import pytest
 import search.data as data
 from search.data import TEXT_OOV_ID, DataSource, load_source, validation_split
 from search.datasets import cache
-from search.datasets.batching import length_batches, length_batches_dataset
+from search.datasets.batching import (
+    bucket_widths,
+    length_batches,
+    length_batches_dataset,
+    width_for,
+)
 from search.errors import DataError, UsageError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -337,6 +342,7 @@ def test_a_cache_entry_is_not_served_to_the_same_bytes_under_another_format(
     with pytest.raises(DataError, match=r"reviews\.csv\.gz"):
         load_source(str(renamed))
 
+
 def test_corrupt_cache_entry_is_rebuilt(tmp_path, own_cache: Path, monkeypatch):
     path = tmp_path / "num.npz"
     np.savez(
@@ -380,16 +386,27 @@ def test_cache_off(tmp_path, monkeypatch):
 def test_length_batches_cover_every_row_once_and_group_by_length():
     rng = np.random.default_rng(8)
     lengths = rng.integers(1, 500, size=1000)
-    for gen in (np.random.default_rng(0), None):
-        batches = length_batches(lengths, 32, gen)
-        assert len(batches) == 32  # ceil(1000 / 32)
+    widths = bucket_widths(lengths, 500)
+    # validation: all rows sorted, so a batch's own longest row pads it
+    batches = length_batches(lengths, 32)
+    assert len(batches) == 32  # ceil(1000 / 32)
+    assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(1000))
+    assert sum(int(lengths[b].max()) * len(b) for b in batches) < 1.1 * lengths.sum()
+    # training: batches within buckets, so a batch costs its rows' width, not more; only the
+    # few rows left over in a bucket (fewer than a batch each) move up to a wider one
+    by_row = sum(width_for(int(n), widths) for n in lengths)
+    for seed in (0, 1):
+        batches = length_batches(lengths, 32, np.random.default_rng(seed), widths=widths)
+        assert len(batches) == 32
         assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(1000))
-        padded = sum(int(lengths[b].max()) * len(b) for b in batches)
-        assert padded < 1.1 * lengths.sum()  # almost no padding left, vs 500 per row
+        padded = sum(width_for(int(lengths[b].max()), widths) * len(b) for b in batches)
+        assert by_row <= padded <= by_row + 31 * len(widths) * (widths[-1] - widths[0])
+        assert padded < 1.2 * lengths.sum()  # 8 widths over lengths 1-499; maxlen: 2x
     # training batches come in a different order each epoch
     gen = np.random.default_rng(0)
     assert not np.array_equal(
-        length_batches(lengths, 32, gen)[0], length_batches(lengths, 32, gen)[0]
+        length_batches(lengths, 32, gen, widths=widths)[0],
+        length_batches(lengths, 32, gen, widths=widths)[0],
     )
 
 
