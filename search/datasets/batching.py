@@ -43,11 +43,11 @@ def bucket_widths(
     one holds the longest row (``lengths`` are after truncation at ``maxlen``), none exceeds
     ``maxlen``.
 
-    The widths are those that pad the rows least: every row padded to the smallest width that
-    holds it, the summed steps are the least any ``max_buckets`` multiples of ``multiple``
-    (or ``maxlen``) give, found exactly by dynamic programming over the candidate widths.
-    Fewer widths are returned when one more would save less than :data:`WIDTH_WORTH` of the
-    steps.
+    The widths are those that pad the rows least: with every row padded to the smallest width
+    that holds it, no other choice of as many multiples of ``multiple`` (the largest capped at
+    ``maxlen``) gives fewer steps; dynamic programming over the candidate widths finds it
+    exactly. Fewer than ``max_buckets`` widths are returned when one more would save less than
+    :data:`WIDTH_WORTH` of the steps.
     """
     if max_buckets < 1:
         raise ValueError(f"max_buckets: expected at least 1, got {max_buckets}")
