@@ -68,3 +68,31 @@ def storage_url(request, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'study.db'}"
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture()
+def silence_heartbeat():
+    """``silence_heartbeat(url, trial_id, seconds)``: move a trial's last heartbeat that many
+    seconds into the past, as if its process had stopped beating then (any storage URL)."""
+    from datetime import datetime, timedelta
+
+    import sqlalchemy as sa
+
+    def silence(url: str, trial_id: int, seconds: float) -> None:
+        engine = sa.create_engine(url)
+        try:
+            with engine.begin() as conn:
+                beat = conn.execute(
+                    sa.text("SELECT heartbeat FROM trial_heartbeats WHERE trial_id = :t"),
+                    {"t": trial_id},
+                ).scalar_one()
+                if isinstance(beat, str):  # SQLite returns its timestamps as text
+                    beat = datetime.fromisoformat(beat)
+                conn.execute(
+                    sa.text("UPDATE trial_heartbeats SET heartbeat = :b WHERE trial_id = :t"),
+                    {"b": beat - timedelta(seconds=seconds), "t": trial_id},
+                )
+        finally:
+            engine.dispose()
+
+    return silence

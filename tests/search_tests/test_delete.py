@@ -206,14 +206,13 @@ def test_delete_refuses_a_study_with_a_live_run_and_not_one_killed(tmp_path: Pat
     ), stderr[-2000:]
 
 
-def test_delete_under_another_machines_run_follows_its_heartbeat(tmp_path: Path, imdb_npz):
+def test_delete_under_another_machines_run_follows_its_heartbeat(
+    tmp_path: Path, imdb_npz, silence_heartbeat
+):
     """A trial running on another machine cannot be checked by its process id: it is live
     while its heartbeat is fresh (refused), and its process is taken as gone once the beat is
     older than the grace period (the delete goes ahead), the rule a resume recovers it by."""
-    from datetime import datetime, timedelta
-
     import optuna
-    import sqlalchemy as sa
 
     from storage import StudyDatabase
     from storage.database import GRACE_PERIOD
@@ -248,18 +247,7 @@ def test_delete_under_another_machines_run_follows_its_heartbeat(tmp_path: Path,
     assert refused.exit_code == 2, refused.output
     assert "trial(s) running (trial 1, process 1 on another-machine)" in refused.stderr
 
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:  # the other machine went silent a minute past the grace
-        beat = datetime.fromisoformat(
-            conn.execute(
-                sa.text("SELECT heartbeat FROM trial_heartbeats WHERE trial_id = :t"), {"t": tid}
-            ).scalar_one()
-        )
-        conn.execute(
-            sa.text("UPDATE trial_heartbeats SET heartbeat = :b WHERE trial_id = :t"),
-            {"b": beat - timedelta(seconds=GRACE_PERIOD + 60), "t": tid},
-        )
-    engine.dispose()
+    silence_heartbeat(url, tid, GRACE_PERIOD + 60)  # the other machine went silent
     done = invoke("delete", "far", "--yes", "--storage", url)
     assert done.exit_code == 0, done.output
     assert "deleted study far: 2 trials" in done.stdout

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import optuna
@@ -199,7 +198,7 @@ def test_spent_seconds_sums_the_trials_that_are_not_running(storage_url):
     db.dispose()
 
 
-def test_stale_running_trials_follow_optunas_heartbeat_rule(storage_url):
+def test_stale_running_trials_follow_optunas_heartbeat_rule(storage_url, silence_heartbeat):
     """A running trial is stale once its heartbeat is older than the grace period; one that
     beats, one not yet beating and finished trials are not. The same set as Optuna's own
     check, and readable on a read-only connection (what `delete` asks before refusing)."""
@@ -215,17 +214,7 @@ def test_stale_running_trials_follow_optunas_heartbeat_rule(storage_url):
     }
     db.optuna_storage.record_heartbeat(tid[fresh.number])
     db.optuna_storage.record_heartbeat(tid[old.number])
-    with db.engine.begin() as conn:  # the beat of a process gone a minute past the grace
-        beat = conn.execute(
-            sa.text("SELECT heartbeat FROM trial_heartbeats WHERE trial_id = :t"),
-            {"t": tid[old.number]},
-        ).scalar_one()
-        if isinstance(beat, str):
-            beat = datetime.fromisoformat(beat)
-        conn.execute(
-            sa.text("UPDATE trial_heartbeats SET heartbeat = :b WHERE trial_id = :t"),
-            {"b": beat - timedelta(seconds=GRACE_PERIOD + 60), "t": tid[old.number]},
-        )
+    silence_heartbeat(storage_url, tid[old.number], GRACE_PERIOD + 60)  # a process gone
     assert db.stale_running_trial_ids("s") == {tid[old.number]}
     assert set(db.optuna_storage._get_stale_trial_ids(sid)) == {tid[old.number]}
     reader = StudyDatabase(storage_url, create=False, read_only=True)
