@@ -255,12 +255,18 @@ def _run(
     from search.artefacts import KERAS_TUNER, StudyArtefacts, artefact_base
 
     tfenv.quiet_import()
-    uid = plan.uid or str(uuid.uuid4())
-    artefacts = StudyArtefacts(db, uid, artefact_base(db.url, plan.checkpoint_dir))
+
+    def study_artefacts(study_id: int) -> tuple[str, StudyArtefacts]:
+        # the study's identity before any file is named by it: two processes starting the
+        # same new study at once agree on one
+        uid = db.claim_study_uid(study_id, plan.uid or str(uuid.uuid4()))
+        return uid, StudyArtefacts(db, uid, artefact_base(db.url, plan.checkpoint_dir))
+
     if plan.engine == "hyperband":
         from search.engines.hyperband_engine import HyperbandEngine, atomic_kt_state
 
         study = HyperbandEngine.create_study(db, plan)
+        uid, artefacts = study_artefacts(db.study_id(plan.study))
         stored_kt = plan.stored.options.get("kt_dir") if plan.stored else None
         # Studies from before artefacts were keyed by identity keep their (unrecorded) folder.
         kt_dir = Path(stored_kt) if stored_kt else artefacts.root / KERAS_TUNER
@@ -285,6 +291,7 @@ def _run(
     from search.workers import spawn_workers
 
     engine = OptunaEngine.open(db, plan)
+    uid, artefacts = study_artefacts(engine.study_id)
     record_study(db, plan, source, uid, {})
     if not plan.existing:
         engine.new_study()

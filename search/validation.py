@@ -15,8 +15,9 @@ from search.errors import UsageError
 
 #: Longest study name accepted (Optuna stores names in a VARCHAR(512); keep well inside it).
 MAX_STUDY_NAME = 200
-#: Seeds seed NumPy, TensorFlow and Optuna's samplers; NumPy accepts 0 <= seed < 2**32.
-MAX_SEED = 2**32
+#: Seeds seed NumPy, TensorFlow and Optuna's samplers (NumPy accepts 0 <= seed < 2**32); the
+#: study database stores them as SQL INTEGER, which PostgreSQL holds in 32 signed bits.
+MAX_SEED = 2**31
 #: Upper bounds of counts: far above any real use, low enough to stay inside a 32-bit column
 #: and to refuse a typo such as 99999999999999999999.
 COUNT_LIMITS: dict[str, int] = {
@@ -64,7 +65,7 @@ def check_study_name(name: str, option: str = "--study") -> str:
 
 
 def check_seed(seed: int | None, option: str = "--seed") -> int | None:
-    """A seed in 0 <= seed < 2**32, or None."""
+    """A seed in 0 <= seed < MAX_SEED, or None."""
     if seed is None:
         return None
     if not 0 <= seed < MAX_SEED:

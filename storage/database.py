@@ -42,6 +42,7 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    insert,
     inspect,
     select,
     type_coerce,
@@ -62,7 +63,13 @@ from storage.errors import (
     StorageURLError,
     StudyNotFoundError,
 )
-from storage.migrations import TRIAL_FIGURE_COLUMNS, UID_ATTR, current_version, upgrade
+from storage.migrations import (
+    TRIAL_FIGURE_COLUMNS,
+    UID_ATTR,
+    current_version,
+    lock_schema,
+    upgrade,
+)
 from storage.records import ArtefactRecord, EpochRecord, StudyConfig, StudyRecord, TrialRecord
 from storage.schema import (
     SCHEMA_VERSION,
@@ -537,17 +544,31 @@ class StudyDatabase:
         else:
             engine_kwargs["pool_pre_ping"] = True
         try:
-            storage = optuna.storages.RDBStorage(
-                self.url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=HEARTBEAT_INTERVAL,
-                grace_period=GRACE_PERIOD,
-            )
+            # Optuna creates its tables when its storage opens: under the schema lock, as
+            # rnnsearch's own, so that processes opening a new database at once do not race
+            with self._schema_locked():
+                storage = optuna.storages.RDBStorage(
+                    self.url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=HEARTBEAT_INTERVAL,
+                    grace_period=GRACE_PERIOD,
+                )
         except (SQLAlchemyError, RuntimeError, ValueError) as exc:
             raise self._error("cannot open Optuna's tables in", exc) from None
         if self.url.startswith("sqlite"):
             make_sqlite_writers_wait(storage.engine)
         return storage
+
+    @contextmanager
+    def _schema_locked(self) -> Iterator[None]:
+        """PostgreSQL: hold the schema lock (storage.migrations.lock_schema) meanwhile. SQLite
+        needs none, and a transaction held open here would block the writer inside."""
+        if self.engine.dialect.name != "postgresql":
+            yield
+            return
+        with self.engine.begin() as conn:
+            lock_schema(conn)
+            yield
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -662,31 +683,49 @@ class StudyDatabase:
     def _uid_is(column: Any, uid: str | None) -> Any:
         return column.is_(None) if uid is None else column == uid
 
-    def save_study_config(self, config: StudyConfig) -> StudyConfig:
-        """Store a study's configuration; a new study gets its identity here (returned).
-
-        Rows left by a deleted study whose id the database reused are purged first.
-        """
+    def claim_study_uid(self, study_id: int, proposed: str) -> str:
+        """The identity of the Optuna study ``study_id``: the one it carries, else ``proposed``,
+        written now. Two processes starting one study at once get the same answer: the study's
+        row is locked (PostgreSQL; a SQLite write transaction holds the database from its
+        start) while its identity is read and, if it has none, written."""
         with self.session("cannot write") as s:
-            live = self._live_uid(s, config.study_id)
-            row = s.get(StudyConfigRow, config.study_id)
-            if row is not None and (row.uid is None or row.uid != live):
-                s.delete(row)  # an orphan of a deleted study that had this id
-                s.flush()
-                row = None
-        uid = live or config.uid or str(uuid.uuid4())
-        if live is None:
-            self.optuna_storage.set_study_user_attr(config.study_id, UID_ATTR, uid)
-        self.purge_orphans()
-        with self.session("cannot write") as s:
-            if live is None:
+            s.execute(
+                select(_o_studies.c.study_id)
+                .where(_o_studies.c.study_id == study_id)
+                .with_for_update()
+            )
+            uid = self._live_uid(s, study_id)
+            if uid is None:
+                uid = proposed
+                attr = (_o_user_attrs.c.study_id == study_id) & (_o_user_attrs.c.key == UID_ATTR)
+                s.execute(delete(_o_user_attrs).where(attr))  # a value that is no identity
+                s.execute(
+                    insert(_o_user_attrs).values(
+                        study_id=study_id, key=UID_ATTR, value_json=json.dumps(uid)
+                    )
+                )
                 # Rows written before the study had its identity (plain Optuna's, tests) adopt it.
                 for table in (TrialInfoRow, EpochMetricRow):
                     s.execute(
                         update(table)
-                        .where(table.study_id == config.study_id, table.study_uid.is_(None))
+                        .where(table.study_id == study_id, table.study_uid.is_(None))
                         .values(study_uid=uid)
                     )
+        self._uids[study_id] = uid
+        return uid
+
+    def save_study_config(self, config: StudyConfig) -> StudyConfig:
+        """Store a study's configuration; a new study gets its identity here (returned; see
+        :meth:`claim_study_uid`). Rows left by a deleted study whose id the database reused
+        are purged first.
+        """
+        uid = self.claim_study_uid(config.study_id, config.uid or str(uuid.uuid4()))
+        with self.session("cannot write") as s:
+            row = s.get(StudyConfigRow, config.study_id)
+            if row is not None and (row.uid is None or row.uid != uid):
+                s.delete(row)  # an orphan of a deleted study that had this id
+        self.purge_orphans()
+        with self.session("cannot write") as s:
             row = s.get(StudyConfigRow, config.study_id)
             if row is None:
                 row = StudyConfigRow(study_id=config.study_id, uid=uid, created_at=_utcnow())
@@ -700,7 +739,6 @@ class StudyDatabase:
             row.target_trials = config.target_trials
             row.options = dict(config.options)
             created = row.created_at
-        self._uids[config.study_id] = uid
         return StudyConfig(
             name=config.name,
             study_id=config.study_id,

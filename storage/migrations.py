@@ -84,8 +84,21 @@ def current_version(conn: Connection) -> int | None:
     return version
 
 
+#: PostgreSQL advisory lock held while tables are created or migrated (any number > 0).
+SCHEMA_LOCK_KEY = 0x726E6E73  # "rnns"
+
+
+def lock_schema(conn: Connection) -> None:
+    """On PostgreSQL, wait for the schema lock until ``conn``'s transaction ends: processes
+    that open a new database at once would otherwise race to create the same tables (PostgreSQL
+    refuses the second CREATE TABLE of a name; SQLite's write transactions already queue)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+
+
 def upgrade(conn: Connection) -> None:
     """Create missing tables and bring an older schema up to SCHEMA_VERSION."""
+    lock_schema(conn)
     version = current_version(conn)
     if version is not None and version > SCHEMA_VERSION:
         raise StorageError(

@@ -13,6 +13,7 @@ import traceback
 
 import optuna
 import pytest
+import sqlalchemy as sa
 
 from storage import StudyConfig, StudyDatabase
 
@@ -99,3 +100,84 @@ def test_four_workers_run_exactly_the_target(storage_url):
     assert sorted(t.number for t in trials) == list(range(TARGET))
     assert all(t.state == "complete" for t in trials)
     db.dispose()
+
+
+def _at_once(count: int, work) -> list[BaseException]:
+    """Run ``work(i)`` in ``count`` threads released together; the exceptions they raised."""
+    import threading
+
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            work(i)
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
+@pytest.mark.postgres
+def test_processes_opening_a_new_postgres_database_at_once_all_open_it(postgres_url):
+    """Workers started together on an empty PostgreSQL schema each create the tables they find
+    missing; without the schema lock PostgreSQL refused all but the first ("duplicate key value
+    violates unique constraint pg_type_typname_nsp_index")."""
+    from storage import StudyDatabase
+
+    def open_both_schemas(_: int) -> None:
+        db = StudyDatabase(postgres_url)
+        try:
+            db.optuna_storage.get_all_studies()
+        finally:
+            db.dispose()
+
+    for _ in range(3):  # a race: a few rounds, each on a fresh schema
+        errors = _at_once(4, open_both_schemas)
+        assert errors == [], [str(e) for e in errors]
+        engine = sa.create_engine(postgres_url)
+        with engine.begin() as conn:
+            schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        engine.dispose()
+
+
+def test_processes_starting_one_new_study_at_once_agree_on_its_identity(storage_url):
+    """Each of several processes starting the same new study proposes an identity; exactly one
+    is kept and every process is told that one, so their files share one folder (before, each
+    kept its own, and one's checkpoints were recorded under an identity the study lacked)."""
+    import optuna
+
+    from storage import StudyDatabase
+
+    StudyDatabase(storage_url).dispose()  # the tables exist; the race is the identity
+    setup = StudyDatabase(storage_url)
+    optuna.create_study(study_name="s", storage=setup.optuna_storage)
+    study_id = setup.study_id("s")
+    setup.dispose()
+    told: dict[int, str] = {}
+
+    def claim(i: int) -> None:
+        db = StudyDatabase(storage_url)
+        try:
+            told[i] = db.claim_study_uid(study_id, f"proposed-by-{i}")
+        finally:
+            db.dispose()
+
+    assert _at_once(4, claim) == []
+    assert len(set(told.values())) == 1
+    check = StudyDatabase(storage_url)
+    try:
+        assert check.study_config("s") is None
+        assert check._study_uid(study_id) == told[0]
+        attrs = optuna.load_study(study_name="s", storage=check.optuna_storage).user_attrs
+        assert list(attrs.values()).count(told[0]) == 1
+    finally:
+        check.dispose()
