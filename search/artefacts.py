@@ -9,7 +9,10 @@ database issues once), never by a name a user typed:
 
 ``<root>`` is ``--checkpoint-dir`` when the study was started with one (a folder that workers on
 several machines share), else ``<database file>.rnnsearch/`` beside a SQLite file, else
-``$XDG_CACHE_HOME/rnnsearch/``. Folders are created owner-only (0700, or stricter by umask).
+``$XDG_CACHE_HOME/rnnsearch/databases/<host-port-database-hash>/`` for a server database (one
+folder per server, database and schema, so that a copy of the database never reaches the
+original's files; studies from before keep ``$XDG_CACHE_HOME/rnnsearch/<uid>/``). Folders
+are created owner-only (0700, or stricter by umask).
 Each folder rnnsearch creates is recorded in the database, and rnnsearch deletes only what it
 recorded creating.
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -47,6 +51,26 @@ KIND_KT_PROJECT = "keras-tuner"
 KIND_MODEL = "model"
 
 
+#: Below the cache folder: one folder per database server's database (PostgreSQL).
+DATABASES = "databases"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").resolve() / "rnnsearch"
+
+
+def database_folder(storage_url: str) -> str:
+    """A folder name for one server database: its host, port and name, and a hash of the URL
+    (options such as ``search_path`` included; driver and password left out), so that a copy of
+    the database elsewhere (another server, database or schema) never shares its files."""
+    url = make_url(storage_url)
+    key = [url.get_backend_name(), url.username, url.host, url.port, url.database]
+    key.append(sorted((k, str(v)) for k, v in url.query.items()))
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()
+    readable = "-".join(str(p) for p in (url.host or "local", url.port, url.database) if p)
+    return f"{re.sub(r'[^A-Za-z0-9._-]', '_', readable)[:60]}-{digest[:12]}"
+
+
 def artefact_base(storage_url: str, checkpoint_dir: str | None = None) -> Path:
     """The folder holding the identity-named folders of a database's studies."""
     if checkpoint_dir:
@@ -55,7 +79,7 @@ def artefact_base(storage_url: str, checkpoint_dir: str | None = None) -> Path:
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         db = Path(url.database).resolve()
         return db.parent / f"{db.name}.rnnsearch"
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).resolve() / "rnnsearch"
+    return cache_root() / DATABASES / database_folder(storage_url)
 
 
 def make_private_dirs(path: Path) -> None:
@@ -91,6 +115,10 @@ class StudyArtefacts:
         self.db = db
         self.uid = uid
         self.root = base / uid
+        legacy = cache_root() / uid
+        if base.parent == cache_root() / DATABASES and not self.root.exists() and legacy.is_dir():
+            # a study of a server database from before each database had a folder of its own
+            self.root = legacy
 
     @classmethod
     def of(cls, db: StudyDatabase, config: StudyConfig) -> StudyArtefacts:

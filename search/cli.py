@@ -442,8 +442,8 @@ def run(
         typer.Option(
             "--checkpoint-dir",
             help="Folder for the study's checkpoints and Keras Tuner state (stored with the "
-            "study; default: beside a SQLite database, else ~/.cache/rnnsearch). Give workers on "
-            "several machines one shared folder.",
+            "study; default: beside a SQLite database, else ~/.cache/rnnsearch/databases). Give "
+            "workers on several machines one shared folder.",
             show_default=False,
         ),
     ] = None,

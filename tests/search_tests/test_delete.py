@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from search.cli import app
@@ -251,3 +252,69 @@ def test_delete_under_another_machines_run_follows_its_heartbeat(
     done = invoke("delete", "far", "--yes", "--storage", url)
     assert done.exit_code == 0, done.output
     assert "deleted study far: 2 trials" in done.stdout
+
+
+@pytest.mark.postgres
+def test_a_copy_of_a_postgres_database_deletes_none_of_the_originals_files(
+    tmp_path: Path, imdb_npz, postgres_url, monkeypatch
+):
+    """Server databases keep their studies' files in a folder of their own (by server,
+    database and schema): a delete in a copy of the database (here: another schema) used to
+    remove the original study's checkpoints, both keeping theirs under the same identity."""
+    import sqlalchemy as sa
+
+    from search.artefacts import DATABASES
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    space = tmp_path / "s.toml"
+    space.write_text(SPACE)
+    ran = invoke(
+        "run", "--study", "s", "--space", str(space), "--trials", "2", "--max-epochs", "1",
+        "--data", str(imdb_npz), "--limit", "200", "--storage", postgres_url, "--quiet",
+    )  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+    databases = tmp_path / "cache" / "rnnsearch" / DATABASES
+    original = sorted(p for p in databases.rglob("*") if p.is_file())
+    assert any(p.name == "model.keras" for p in original)
+
+    engine = sa.create_engine(postgres_url)
+    copy_schema = f"copy_{tmp_path.name[-20:].replace('-', '_').lower()}"
+    with engine.begin() as conn:
+        schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
+        tables = conn.execute(
+            sa.text("SELECT table_name FROM information_schema.tables WHERE table_schema = :s"),
+            {"s": schema},
+        ).scalars()
+        conn.execute(sa.text(f'CREATE SCHEMA "{copy_schema}"'))
+        for table in tables:
+            conn.execute(
+                sa.text(f'CREATE TABLE "{copy_schema}"."{table}" AS TABLE "{schema}"."{table}"')
+            )
+    copy_url = postgres_url.replace(schema, copy_schema)
+    try:
+        done = invoke("delete", "s", "--yes", "--storage", copy_url)
+        assert done.exit_code == 0, done.output
+        assert sorted(p for p in databases.rglob("*") if p.is_file()) == original
+        saved = invoke("model", "s", "--save", str(tmp_path / "m.keras"), "--storage", postgres_url)
+        assert saved.exit_code == 0, saved.output
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{copy_schema}" CASCADE'))
+        engine.dispose()
+
+
+def test_a_server_database_study_from_before_keeps_its_folder(tmp_path: Path, monkeypatch):
+    """Studies of a server database created before each database had a folder of its own keep
+    their files where they are ($XDG_CACHE_HOME/rnnsearch/<uid>); new ones get the folder."""
+    from search.artefacts import StudyArtefacts, artefact_base, cache_root
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    url = "postgresql+psycopg://u@db.example:5432/studies"
+    base = artefact_base(url)
+    assert base.parent == cache_root() / "databases" and base.name.startswith("db.example-5432")
+    (cache_root() / "old-uid" / "checkpoints").mkdir(parents=True)
+    assert StudyArtefacts(None, "old-uid", base).root == cache_root() / "old-uid"  # type: ignore[arg-type]
+    assert StudyArtefacts(None, "new-uid", base).root == base / "new-uid"  # type: ignore[arg-type]
+    # one folder per database: not the driver or the password, but the schema tells them apart
+    assert artefact_base("postgresql://u:secret@db.example:5432/studies") == base
+    assert artefact_base(url + "?options=-csearch_path%3Dother") != base
