@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sqlite3
 import threading
 import uuid
@@ -197,7 +198,8 @@ _DRIVERS = {"sqlite": ("pysqlite",), "postgresql": ("psycopg",)}
 
 def check_url(url: str) -> str:
     """Validate a storage URL; raise StorageURLError naming it and what is accepted."""
-    shown = repr(url) if len(url) <= 200 else repr(url[:197]) + "..."
+    masked = _display(url)
+    shown = repr(masked) if len(masked) <= 200 else repr(masked[:197]) + "..."
     if not url.strip() or any(ord(ch) < 32 for ch in url):
         raise StorageURLError(f"storage URL {shown} is malformed; {_ACCEPTED}")
     try:
@@ -250,10 +252,31 @@ def check_url(url: str) -> str:
             raise StorageURLError(
                 f"storage URL {shown}: port {port} out of range; expected 1 to 65535"
             )
+        _check_postgres_options(shown, parsed.query)
     if backend == "postgresql" and parsed.drivername == "postgresql":
         # psycopg 3 is what the postgres extra installs; SQLAlchemy's bare default is psycopg2.
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     return url
+
+
+def _check_postgres_options(shown: str, query: Mapping[str, Any]) -> None:
+    """Refuse query options libpq does not know (its own parser names them), before a
+    connection is tried; without psycopg installed there is nothing to connect with anyway."""
+    if not query:
+        return
+    try:
+        from psycopg import ProgrammingError
+        from psycopg.conninfo import make_conninfo
+    except ImportError:
+        return
+    values = {k: v if isinstance(v, str) else v[-1] for k, v in query.items()}
+    try:
+        make_conninfo("", **values)
+    except ProgrammingError as exc:
+        raise StorageURLError(
+            f"storage URL {shown}: {str(exc).strip().splitlines()[0]}; expected options libpq "
+            "knows, such as ?options=-csearch_path%3DSCHEMA or ?sslmode=require"
+        ) from None
 
 
 def make_sqlite_writers_wait(engine: Engine) -> None:
@@ -311,11 +334,16 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
     return row is not None
 
 
+#: ``scheme://user:PASSWORD@``: what a URL that does not parse must not show either.
+_PASSWORD = re.compile(r"(\w[\w+.-]*://[^:/@]*:).*@")
+
+
 def _display(url: str) -> str:
+    """The URL as messages show it: the password, if any, as ``***``."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+    except (ArgumentError, ValueError, TypeError):
+        return _PASSWORD.sub(r"\1***@", url)
 
 
 def _utcnow() -> datetime:

@@ -587,6 +587,12 @@ ROWS: list[Row] = [
     Row("checkpoint-dir-in-proc", run_args("--checkpoint-dir", "/proc/rnnsearch"), "/proc"),
     Row("tensorboard-empty", run_args("--tensorboard", ""), "--tensorboard"),
     Row("storage-empty", lambda d: ["studies", "--storage", ""], "--storage"),
+    # libpq's own parser names an option it does not know, before any connection is tried
+    Row(
+        "storage-postgres-unknown-option",
+        lambda d: ["studies", "--storage", "postgresql://u@127.0.0.1:5432/test?bogus=1"],
+        'invalid connection option "bogus"',
+    ),
     Row(
         "report-unknown-study",
         lambda d: ["report", "nosuch", "--out", str(d / "r"), "--storage", db_url(d)],

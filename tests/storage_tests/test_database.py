@@ -239,6 +239,21 @@ def test_bad_urls_are_refused(url, message):
         StudyDatabase(url)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg2://u:s3cret-pw@127.0.0.1:5432/test",  # a driver not installed
+        "postgresql://u:s3cret-pw@127.0.0.1:99999/test",  # a port out of range
+        "postgresql://u:s3cret-pw@127.0.0.1:5432/test?bogus=1",  # an option libpq lacks
+        "postgresql://u:s3cret-pw@[::1:5432/test",  # no URL SQLAlchemy can parse
+    ],
+)
+def test_a_refused_url_never_shows_its_password(url):
+    with pytest.raises(StorageURLError) as refused:
+        StudyDatabase(url)
+    assert "s3cret" not in str(refused.value) and "u:***@" in str(refused.value)
+
+
 def test_non_sqlite_file_is_refused_and_untouched(tmp_path: Path):
     path = tmp_path / "notes.db"
     path.write_text("my notes, not a database\n")
