@@ -198,7 +198,7 @@ _DRIVERS = {"sqlite": ("pysqlite",), "postgresql": ("psycopg",)}
 
 def check_url(url: str) -> str:
     """Validate a storage URL; raise StorageURLError naming it and what is accepted."""
-    masked = _display(url)
+    masked = _PASSWORD.sub(r"\1***@", url)  # as typed (not re-encoded), but the password
     shown = repr(masked) if len(masked) <= 200 else repr(masked[:197]) + "..."
     if not url.strip() or any(ord(ch) < 32 for ch in url):
         raise StorageURLError(f"storage URL {shown} is malformed; {_ACCEPTED}")
