@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from search.datasets.batching import length_batches as _length_batches
+
 BUCKET_POOL = 32
 
 
@@ -34,10 +36,9 @@ def pooled_batches(
     widths: tuple[int, ...] | None = None,
     fill_last: bool = False,
 ) -> list[np.ndarray]:
+    if rng is None:  # validation batches: all rows sorted, as rnnsearch still does
+        return _length_batches(lengths, batch_size)
     n = len(lengths)
-    if rng is None:
-        order = np.argsort(lengths, kind="stable")
-        return [order[i : i + batch_size] for i in range(0, n, batch_size)]
     order = rng.permutation(n)
     short = n % batch_size
     if fill_last and short and n > batch_size:
