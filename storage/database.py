@@ -279,6 +279,36 @@ def _check_postgres_options(shown: str, query: Mapping[str, Any]) -> None:
         ) from None
 
 
+#: libpq's (and psycopg's) words for an option value it cannot use, naming the option; libpq
+#: checks values only as it connects, before it reaches the server.
+_OPTION_VALUE_ERRORS = (
+    re.compile(r'invalid (?P<option>\w+) value: "'),
+    re.compile(r'invalid integer value ".*" for connection option "(?P<option>\w+)"'),
+    re.compile(r"bad value for (?P<option>\w+): "),
+)
+
+
+def _bad_option_value(url: str, exc: BaseException) -> StorageURLError | None:
+    """A connection refused for the value of one of the URL's own query options: a usage
+    error (exit 2) in one line, not a failed connection; None for any other failure."""
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    try:
+        given = make_url(url).query
+    except (ArgumentError, ValueError, TypeError):
+        return None
+    for pattern in _OPTION_VALUE_ERRORS:
+        found = pattern.search(detail)
+        if found and found["option"] in given:
+            masked = _PASSWORD.sub(r"\1***@", url)
+            shown = repr(masked) if len(masked) <= 200 else repr(masked[:197]) + "..."
+            reason = detail[found.start() :]
+            return StorageURLError(
+                f"storage URL {shown}: {reason}; expected a value libpq accepts for "
+                f"?{found['option']}= (see PostgreSQL's connection parameters)"
+            )
+    return None
+
+
 def make_sqlite_writers_wait(engine: Engine) -> None:
     """Start every SQLite transaction with BEGIN IMMEDIATE.
 
@@ -327,6 +357,28 @@ def _names_broken_json(method: _M) -> _M:
     return wrapper  # type: ignore[return-value]
 
 
+def _shadow_with_temp_tables(engine: Engine, missing: Sequence[Table]) -> None:
+    """PostgreSQL opened read-only: every new connection gets the missing rnnsearch tables as
+    empty TEMP tables (PostgreSQL searches its session's temporary schema first), so that the
+    query commands read a plain Optuna database unchanged and leave nothing in it."""
+    ddl = [
+        # a temporary table cannot reference a permanent one: the foreign keys are left out
+        str(
+            CreateTable(t, include_foreign_key_constraints=[]).compile(dialect=engine.dialect)
+        ).replace("CREATE TABLE", "CREATE TEMPORARY TABLE", 1)
+        for t in missing
+    ]
+
+    @event.listens_for(engine, "connect")
+    def _temp_tables(dbapi_conn: Any, _record: Any) -> None:
+        with dbapi_conn.cursor() as cur:
+            for statement in ddl:
+                cur.execute(statement)
+        dbapi_conn.commit()
+
+    engine.dispose()  # the connection that looked at the tables has none of them
+
+
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
     row = conn.execute(
         "select 1 from sqlite_master where type='table' and name=?", (name,)
@@ -358,7 +410,9 @@ class StudyDatabase:
     ) -> None:
         """Open the database at ``url``. ``create=False`` (the query commands) refuses a missing
         or empty database instead of creating one; ``read_only`` (default: ``not create``) opens
-        a SQLite file without writing anything to it or beside it (no schema, no -wal/-shm)."""
+        it without writing anything: no schema (a plain Optuna database gets rnnsearch's tables
+        as empty TEMP tables, per connection), and no -wal/-shm beside a SQLite file. Only a
+        schema written by an older rnnsearch is brought up to date, once, keeping every row."""
         raw = resolve_url(url)
         self.url = check_url(raw)
         self.display_url = _display(raw)
@@ -381,7 +435,11 @@ class StudyDatabase:
                     raise StudyNotFoundError(
                         f"{self.display_url}: holds no study (an empty database)"
                     )
-            if path is not None and self.read_only:
+                if self.read_only:
+                    missing = [t for t in Base.metadata.sorted_tables if t.name not in tables]
+                    if missing:
+                        _shadow_with_temp_tables(self.engine, missing)
+            if self.read_only:
                 with self.engine.connect() as conn:
                     version = current_version(conn)
                 if version is not None and version > SCHEMA_VERSION:
@@ -402,6 +460,9 @@ class StudyDatabase:
                 with self.engine.begin() as conn:
                     upgrade(conn)
         except SQLAlchemyError as exc:
+            refused = _bad_option_value(raw, exc)
+            if refused is not None:
+                raise refused from None
             raise self._error("cannot open", exc) from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 

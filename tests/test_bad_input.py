@@ -9,6 +9,7 @@ installed ``rnnsearch`` in a subprocess. Nothing here trains: every row is refus
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 import shutil
@@ -593,6 +594,26 @@ ROWS: list[Row] = [
         lambda d: ["studies", "--storage", "postgresql://u@127.0.0.1:5432/test?bogus=1"],
         'invalid connection option "bogus"',
     ),
+    # a value libpq refuses as it connects, before it reaches the server: a usage error too
+    Row(
+        "storage-postgres-bad-sslmode",
+        lambda d: ["studies", "--storage", "postgresql://u:pw@127.0.0.1:5432/test?sslmode=bogus"],
+        'u:***@127.0.0.1:5432/test?sslmode=bogus\': invalid sslmode value: "bogus"',
+    ),
+    Row(
+        "run-storage-postgres-bad-timeout",
+        lambda d: [
+            "run",
+            "--study",
+            "x",
+            "--trials",
+            "1",
+            "--quiet",
+            "--storage",
+            "postgresql://u@127.0.0.1:5432/test?connect_timeout=abc",
+        ],  # fmt: skip
+        "bad value for connect_timeout: 'abc'",
+    ),
     Row(
         "report-unknown-study",
         lambda d: ["report", "nosuch", "--out", str(d / "r"), "--storage", db_url(d)],
@@ -763,6 +784,49 @@ def test_a_plain_optuna_database_is_queried_without_writing(tmp_path: Path) -> N
         assert refused.exit_code == 2, refused.output
         assert message in refused.stderr
         assert snapshot(tmp_path) == before
+
+
+@pytest.mark.postgres
+def test_a_plain_optuna_postgres_database_is_queried_without_writing(postgres_url: str) -> None:
+    """As on SQLite: the query commands read a plain Optuna database on PostgreSQL through empty
+    TEMP tables and leave no rnnsearch table (nor anything else) behind."""
+    import optuna
+    import sqlalchemy as sa
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="plain", storage=postgres_url, direction="maximize")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    del study
+
+    def contents() -> dict[str, int]:
+        engine = sa.create_engine(postgres_url)
+        try:
+            with engine.connect() as conn:
+                names = sa.inspect(conn).get_table_names()
+                count = 'select count(*) from "{}"'
+                return {n: conn.execute(sa.text(count.format(n))).scalar() for n in names}
+        finally:
+            engine.dispose()
+
+    before = contents()
+    assert "trials" in before and not any(n.startswith("rnnsearch_") for n in before)
+    best = CliRunner().invoke(
+        app, ["best", "plain", "--top", "3", "-f", "json", "--storage", postgres_url]
+    )
+    assert best.exit_code == 0, best.output
+    assert best.stdout.count('"rank"') == 3
+    for command in (["studies"], ["trials", "plain"], ["export", "plain"]):
+        result = CliRunner().invoke(app, [*command, "-f", "json", "--storage", postgres_url])
+        assert result.exit_code == 0, (command, result.output)
+        rows = json.loads(result.stdout)
+        if command == ["studies"]:
+            assert [row["name"] for row in rows] == ["plain"], rows
+        else:
+            assert len(rows) == 3 and rows[0]["value"] is not None, (command, rows)
+    refused = CliRunner().invoke(app, ["retrain", "plain", "--storage", postgres_url])
+    assert refused.exit_code == 2, refused.output
+    assert "not created by rnnsearch" in refused.stderr
+    assert contents() == before
 
 
 def test_an_empty_storage_variable_is_refused(tmp_path: Path, monkeypatch) -> None:
