@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import secrets
+import shlex
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -361,9 +362,16 @@ def resolve_plan(
 
     check_request(req)
     if exists and stored is None:
+        # An empty one may be rnnsearch's own, cut between Optuna's row and rnnsearch's record.
+        empty = (
+            f", or delete it (it holds no trials): rnnsearch delete {shlex.quote(req.study)} "
+            "with the same --storage"
+            if trials_so_far == 0
+            else ""
+        )
         raise UsageError(
             f"study {req.study!r} exists but was not created by rnnsearch; choose another --study "
-            "name"
+            f"name{empty}"
         )
     if stored is None:
         if req.resume_only:

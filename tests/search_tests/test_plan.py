@@ -149,15 +149,18 @@ def test_new_study_refusals():
         plan(RunRequest(study="st", resume_only=True))
     with pytest.raises(UsageError, match="--add needs an existing study"):
         plan(RunRequest(study="st", add=3))
-    with pytest.raises(UsageError, match="not created by rnnsearch"):
-        resolve_plan(
-            RunRequest(study="st"),
-            None,
-            exists=True,
-            finished=0,
-            trials_so_far=0,
-            requested_space=None,
-        )
+    for trials, hint in ((0, True), (2, False)):
+        with pytest.raises(UsageError, match="not created by rnnsearch") as refused:
+            resolve_plan(
+                RunRequest(study="my st"),
+                None,
+                exists=True,
+                finished=trials,
+                trials_so_far=trials,
+                requested_space=None,
+            )
+        # only an empty study is offered for deletion
+        assert ("rnnsearch delete 'my st'" in str(refused.value)) is hint
 
 
 @pytest.mark.parametrize(
