@@ -6,6 +6,10 @@
     python bench/time_to_accuracy.py --before        # also rnnsearch as before issue 9
     python bench/time_to_accuracy.py --skip-plain --compare-env RNNSEARCH_RECOMPUTE_STEPS=0
                                                      # now against steps stored as before
+    git worktree add /tmp/before-17 b9c096f          # rnnsearch before issue 17, then:
+    python bench/time_to_accuracy.py --skip-plain --rnnsearch-args "--space S --pruner median" \
+        --compare-args "--space S" --compare-env PYTHONPATH=/tmp/before-17
+                                                     # now against before, same space and seed
     python bench/time_to_accuracy.py --skip-plain --plain-config \
         '{"cell": "lstm", "units": 480, "lr": 0.001, "epochs": 1}'   # retrain a known plain winner
 
@@ -359,15 +363,26 @@ def main() -> None:
         help="also run rnnsearch with this environment variable set (repeatable; with "
         "--compare-args or alone), e.g. RNNSEARCH_RECOMPUTE_STEPS=0 for steps stored as before",
     )
+    parser.add_argument(
+        "--rnnsearch-env",
+        action="append",
+        default=[],
+        metavar="VAR=VALUE",
+        help="run the first rnnsearch search with this environment variable set (repeatable), "
+        "e.g. PYTHONPATH=/tmp/old-checkout to run an older rnnsearch first",
+    )
     args = parser.parse_args()
     compare_env = dict(item.split("=", 1) for item in args.compare_env)
+    first_env = dict(item.split("=", 1) for item in args.rnnsearch_env)
     if compare_env and args.compare_args is None:
         args.compare_args = ""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     budget = args.budget or (60.0 if args.quick else 1200.0)
     limit = 2000 if args.quick else 0
     with tempfile.TemporaryDirectory() as tmp:
-        ours = run_rnnsearch(budget, limit, tmp, extra_args=tuple(args.rnnsearch_args.split()))
+        ours = run_rnnsearch(
+            budget, limit, tmp, extra_args=tuple(args.rnnsearch_args.split()), env=first_env
+        )
         other = (
             run_rnnsearch(
                 budget,
@@ -394,7 +409,8 @@ def main() -> None:
         if plain["best_config"]
         else None
     )
-    results = [(f"rnnsearch {args.rnnsearch_args}".strip(), ours)]
+    first_shown = " ".join(args.rnnsearch_env)
+    results = [(f"{first_shown} rnnsearch {args.rnnsearch_args}".strip(), ours)]
     if other is not None:
         shown_env = " ".join(args.compare_env)
         results.append((f"{shown_env} rnnsearch {args.compare_args}".strip(), other))
@@ -435,6 +451,7 @@ def main() -> None:
             "rnnsearch_args": args.rnnsearch_args,
             "compare": other,
             "compare_args": args.compare_args,
+            "rnnsearch_env": first_env,
             "compare_env": compare_env,
             "plain": plain,
             "rnnsearch_before": old,

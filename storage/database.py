@@ -198,8 +198,7 @@ _DRIVERS = {"sqlite": ("pysqlite",), "postgresql": ("psycopg",)}
 
 def check_url(url: str) -> str:
     """Validate a storage URL; raise StorageURLError naming it and what is accepted."""
-    masked = _PASSWORD.sub(r"\1***@", url)  # as typed (not re-encoded), but the password
-    shown = repr(masked) if len(masked) <= 200 else repr(masked[:197]) + "..."
+    shown = _shown_url(url)
     if not url.strip() or any(ord(ch) < 32 for ch in url):
         raise StorageURLError(f"storage URL {shown} is malformed; {_ACCEPTED}")
     try:
@@ -259,6 +258,13 @@ def check_url(url: str) -> str:
     return url
 
 
+def _shown_url(url: str) -> str:
+    """A refused URL as its message shows it: as typed (not re-encoded), quoted, the password
+    as ``***``, cut at 200 characters."""
+    masked = _PASSWORD.sub(r"\1***@", url)
+    return repr(masked) if len(masked) <= 200 else repr(masked[:197]) + "..."
+
+
 def _check_postgres_options(shown: str, query: Mapping[str, Any]) -> None:
     """Refuse query options libpq does not know (its own parser names them), before a
     connection is tried; without psycopg installed there is nothing to connect with anyway."""
@@ -299,8 +305,7 @@ def _bad_option_value(url: str, exc: BaseException) -> StorageURLError | None:
     for pattern in _OPTION_VALUE_ERRORS:
         found = pattern.search(detail)
         if found and found["option"] in given:
-            masked = _PASSWORD.sub(r"\1***@", url)
-            shown = repr(masked) if len(masked) <= 200 else repr(masked[:197]) + "..."
+            shown = _shown_url(url)
             reason = detail[found.start() :]
             return StorageURLError(
                 f"storage URL {shown}: {reason}; expected a value libpq accepts for "
