@@ -362,17 +362,20 @@ def _names_broken_json(method: _M) -> _M:
     return wrapper  # type: ignore[return-value]
 
 
+def _temp_table_ddl(table: Table, dialect: Any) -> str:
+    """CREATE TEMPORARY TABLE for one of rnnsearch's tables: opened read-only, a database that
+    lacks it (a plain Optuna database) gets it empty, for one connection only; temporary tables
+    shadow the database's names on SQLite and PostgreSQL alike. Without foreign keys: a
+    temporary table cannot reference a permanent one (PostgreSQL), and it is never written."""
+    ddl = CreateTable(table, include_foreign_key_constraints=[]).compile(dialect=dialect)
+    return str(ddl).replace("CREATE TABLE", "CREATE TEMPORARY TABLE", 1)
+
+
 def _shadow_with_temp_tables(engine: Engine, missing: Sequence[Table]) -> None:
     """PostgreSQL opened read-only: every new connection gets the missing rnnsearch tables as
-    empty TEMP tables (PostgreSQL searches its session's temporary schema first), so that the
-    query commands read a plain Optuna database unchanged and leave nothing in it."""
-    ddl = [
-        # a temporary table cannot reference a permanent one: the foreign keys are left out
-        str(
-            CreateTable(t, include_foreign_key_constraints=[]).compile(dialect=engine.dialect)
-        ).replace("CREATE TABLE", "CREATE TEMPORARY TABLE", 1)
-        for t in missing
-    ]
+    empty temporary tables (:func:`_temp_table_ddl`), so that the query commands read a plain
+    Optuna database unchanged and leave nothing in it."""
+    ddl = [_temp_table_ddl(t, engine.dialect) for t in missing]
 
     @event.listens_for(engine, "connect")
     def _temp_tables(dbapi_conn: Any, _record: Any) -> None:
@@ -578,8 +581,7 @@ class StudyDatabase:
                     # only (TEMP tables shadow the file's names), so every query works unchanged.
                     conn.execute("PRAGMA query_only=OFF")
                     for table in missing:
-                        ddl = str(CreateTable(table).compile(dialect=sqlite_dialect.dialect()))
-                        conn.execute(ddl.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
+                        conn.execute(_temp_table_ddl(table, sqlite_dialect.dialect()))
                     conn.execute("PRAGMA query_only=ON")
                 return conn
 
