@@ -16,6 +16,11 @@ IMDB_NPZ = SHARED / "data" / "imdb" / "imdb.npz"
 RESULTS = REPO / "bench" / "results"
 RNNSEARCH = str(Path(sys.executable).with_name("rnnsearch"))
 
+# Benchmarks time compiling from scratch: steps compiled by an earlier run (of a benchmark or of
+# the user's searches) must not be loaded from the compilation cache (search/compile_cache.py).
+# bench/compile_cache.py turns it on where it measures it.
+os.environ["RNNSEARCH_COMPILE_CACHE"] = "off"
+
 
 def machine() -> dict[str, Any]:
     load = os.getloadavg() if hasattr(os, "getloadavg") else None

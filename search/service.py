@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from search import compile_cache
 from search.backend import activate
 from search.errors import UsageError
 from search.plan import ENGINES, RunRequest, StudyPlan, check_request, resolve_plan
@@ -184,6 +185,7 @@ def run_search(
     """
     observer = observer or SilentObserver()
     check_request(req)
+    compile_cache.check_setting()
     # Everything is validated before the database is touched: a refused run creates nothing.
     requested_space = load_space(req.space) if req.space is not None else None
     plan = plan_for(req, requested_space)

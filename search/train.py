@@ -42,6 +42,9 @@ class FitResult:
     #: (None where the backend does not report them: TensorFlow's XLA, see :class:`CompileMeter`).
     compilations: int | None = None
     compile_seconds: float | None = None
+    #: Of those compilations, how many were loaded from the compilation cache on disk instead
+    #: (:mod:`search.compile_cache`; None where the backend does not report it).
+    compilations_cached: int | None = None
     #: Whether the recurrent steps were recomputed in the backward pass
     #: (:func:`recomputed_recurrent_steps`).
     recomputed_steps: bool = False
@@ -82,11 +85,12 @@ class _ReportingCallback(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-_compile_events = {"count": 0, "seconds": 0.0}
+_compile_events = {"count": 0, "seconds": 0.0, "cached": 0}
 _listening = False
+_CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
 
 
-def _on_jax_event(event: str, duration: float, **_: Any) -> None:
+def _on_jax_duration(event: str, duration: float, **_: Any) -> None:
     from jax._src.dispatch import BACKEND_COMPILE_EVENT
 
     if event == BACKEND_COMPILE_EVENT:
@@ -94,18 +98,26 @@ def _on_jax_event(event: str, duration: float, **_: Any) -> None:
         _compile_events["seconds"] += float(duration)
 
 
+def _on_jax_event(event: str, **_: Any) -> None:
+    if event == _CACHE_HIT_EVENT:
+        _compile_events["cached"] += 1
+
+
 class CompileMeter:
     """Counts the compilations (and their seconds) that happen while a block runs.
 
     JAX reports each backend compilation (``jax.monitoring``), so the count and the seconds are
-    exact. TensorFlow's XLA does not: there the count is the number of distinct batch shapes the
-    block trained and validated on (each compiles once) and the seconds stay None; the first
-    epoch's excess over the later ones (README) shows the cost.
+    exact; a step loaded from the compilation cache on disk (:mod:`search.compile_cache`)
+    counts as a compilation, with the seconds its loading took, and in ``cached``. TensorFlow's
+    XLA does not report them: there the count is the number of distinct batch shapes the block
+    trained and validated on (each compiles once) and the seconds stay None; the first epoch's
+    excess over the later ones (README) shows the cost.
     """
 
     def __init__(self) -> None:
         self.count: int | None = None
         self.seconds: float | None = None
+        self.cached: int | None = None
 
     def __enter__(self) -> CompileMeter:
         global _listening
@@ -113,7 +125,8 @@ class CompileMeter:
             if not _listening:
                 import jax
 
-                jax.monitoring.register_event_duration_secs_listener(_on_jax_event)
+                jax.monitoring.register_event_duration_secs_listener(_on_jax_duration)
+                jax.monitoring.register_event_listener(_on_jax_event)
                 _listening = True
             self._start = dict(_compile_events)
         return self
@@ -122,6 +135,7 @@ class CompileMeter:
         if keras.backend.backend() == "jax":
             self.count = int(_compile_events["count"] - self._start["count"])
             self.seconds = round(float(_compile_events["seconds"] - self._start["seconds"]), 3)
+            self.cached = int(_compile_events["cached"] - self._start["cached"])
 
 
 #: Set to 0 to store every recurrent step's activations for the backward pass, as Keras does,
@@ -251,6 +265,7 @@ def fit(
                 callbacks=[*callbacks, _ReportingCallback(reporter, result)],
             )
         result.compilations, result.compile_seconds = meter.count, meter.seconds
+        result.compilations_cached = meter.cached
         if result.compilations is None and model.jit_compile:
             result.compilations = step_shapes(data, int(config["batch_size"]))
     except TrialFailed:

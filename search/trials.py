@@ -543,9 +543,11 @@ class TrialRunner:
     def run(self, order: TrialOrder) -> TrialOutcome:
         import keras
 
+        from search import compile_cache
         from search.model import build_model
         from search.train import fit
 
+        compile_cache.enable()
         extra: dict[str, Any] = {**self.owner, **order.extra, "lineage": order.lineage}
         if order.continues is not None:
             extra["resumed_from_trial"] = order.continues
@@ -596,6 +598,7 @@ class TrialRunner:
                         "jit_compile": bool(model.jit_compile),
                         "compilations": result.compilations,
                         "compile_seconds": result.compile_seconds,
+                        "compilations_cached": result.compilations_cached,
                         "recomputed_steps": result.recomputed_steps,
                     }
                 figures = self._measure(model, prepared, reporter)

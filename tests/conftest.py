@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -21,6 +24,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # uncompiled. The JAX backend and compiled steps have their own tests (test_compiled_steps.py),
 # in subprocesses where they need another backend.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# JAX's compiled steps (search/compile_cache.py) go to a folder of this test process, never the
+# user's ~/.cache; the subprocesses the tests start inherit it.
+if "RNNSEARCH_COMPILE_CACHE" not in os.environ:
+    _compile_cache = tempfile.mkdtemp(prefix="rnnsearch-tests-xla-")
+    atexit.register(shutil.rmtree, _compile_cache, ignore_errors=True)
+    os.environ["RNNSEARCH_COMPILE_CACHE"] = _compile_cache
 
 
 @pytest.fixture(scope="session")

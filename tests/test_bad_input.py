@@ -131,6 +131,8 @@ class Row:
     setup: Callable[[Path], Any] | None = None
     marks: list[Any] = field(default_factory=list)
     subprocess: bool = False
+    #: Environment variables of the row (values may name the row's folder).
+    env: Callable[[Path], dict[str, str]] | None = None
 
 
 def db_url(d: Path) -> str:
@@ -198,6 +200,21 @@ ROWS: list[Row] = [
     Row("patience-negative", run_args("--patience", "-1"), "--patience -1"),
     Row("keep-checkpoints-negative", run_args("--keep-checkpoints", "-1"), "--keep-checkpoints"),
     Row("time-budget-nan", run_args("--time-budget", "nan"), "nan"),
+    # The compilation cache's folder (search/compile_cache.py) is checked before the run starts.
+    Row(
+        "compile-cache-is-a-file",
+        run_args(),
+        "RNNSEARCH_COMPILE_CACHE",
+        setup=write("cache-file", "not a folder"),
+        env=lambda d: {"RNNSEARCH_COMPILE_CACHE": str(d / "cache-file")},
+    ),
+    Row(
+        "compile-cache-under-a-file",
+        run_args(),
+        "is not a folder",
+        setup=write("cache-file", "not a folder"),
+        env=lambda d: {"RNNSEARCH_COMPILE_CACHE": str(d / "cache-file" / "xla")},
+    ),
     Row("time-budget-inf", run_args("--time-budget", "inf"), "inf"),
     Row("time-budget-negative", run_args("--time-budget", "-5m"), "-5m"),
     Row("time-budget-words", run_args("--time-budget", "soon"), "soon"),
@@ -687,6 +704,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
         "XDG_CACHE_HOME": str(d / "xdg"),
         "RNNSEARCH_STORAGE": f"sqlite:///{d / 'default.db'}",
     }
+    if row.env is not None:
+        env.update(row.env(d))
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("RNNSEARCH_DEBUG", raising=False)

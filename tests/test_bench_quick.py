@@ -196,3 +196,19 @@ class TestLstmStep:
             assert len(res["seconds"][form]) == res["settings"]["repeats"]
             assert abs(row[1] - best * 1e3) <= 0.0051
             assert abs(row[4] - best / min(res["seconds"]["keras-form"])) <= 0.0051
+
+
+class TestCompileCache:
+    def test_compile_cache_quick(self):
+        res = _run("compile_cache.py")
+        off, on = res["resume"]["off"], res["resume"]["on"]
+        for arm in (off, on):
+            assert arm["states"] == ["interrupted", "complete"] and arm["compilations"] > 0
+        # the resumed process loads every step the killed one compiled; without the cache, none
+        assert off["cached"] == 0 and on["cached"] == on["compilations"]
+        assert on["compile_s"] < off["compile_s"]
+        hb_off, hb_on = res["hyperband"]["off"], res["hyperband"]["on"]
+        assert hb_off["later_rounds"]["trials"] >= 1 and hb_on["later_rounds"]["trials"] >= 1
+        assert hb_off["round0"]["cached"] == hb_off["later_rounds"]["cached"] == 0
+        # a later round trains a round-0 configuration again: its steps come from the cache
+        assert hb_on["later_rounds"]["cached"] == hb_on["later_rounds"]["compilations"] > 0

@@ -19,20 +19,16 @@ from typing import Any
 
 import numpy as np
 
+from search import user_cache
+
 log = logging.getLogger("rnnsearch")
 
 META_KEY = "__meta__"
 
 
 def cache_dir() -> Path | None:
-    """The cache folder, or None when ``RNNSEARCH_CACHE`` is ``off`` (or ``0``/``none``)."""
-    env = os.environ.get("RNNSEARCH_CACHE")
-    if env is not None and env.strip().lower() in ("off", "0", "none", "false", ""):
-        return None
-    if env:
-        return Path(env).expanduser()
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "rnnsearch" / "data"
+    """The cache folder, or None when ``RNNSEARCH_CACHE`` is ``off`` (:mod:`search.user_cache`)."""
+    return user_cache.folder("RNNSEARCH_CACHE", "data")
 
 
 def entry_path(key: str) -> Path | None:
