@@ -204,9 +204,16 @@ class TestCompileCache:
         off, on = res["resume"]["off"], res["resume"]["on"]
         for arm in (off, on):
             assert arm["states"] == ["interrupted", "complete"] and arm["compilations"] > 0
-        # the resumed process loads every step the killed one compiled; without the cache, none
+        # the process killed with SIGKILL after an epoch compiled every step into the empty
+        # cache, and the resumed one loaded them all; without the cache, none, and no folder
         assert off["cached"] == 0 and on["cached"] == on["compilations"]
         assert on["compile_s"] < off["compile_s"]
+        assert on["cache_entries"] > 0 and not on["cache_read_errors"]
+        assert not off["cache_folder_made"] and off["cache_entries"] == 0
+        # the loaded steps compute what compiled ones do: the same curve, epoch for epoch
+        assert on["val_accuracy"] and on["val_accuracy"] == pytest.approx(
+            off["val_accuracy"], abs=1e-6
+        )
         hb_off, hb_on = res["hyperband"]["off"], res["hyperband"]["on"]
         assert hb_off["later_rounds"]["trials"] >= 1 and hb_on["later_rounds"]["trials"] >= 1
         assert hb_off["round0"]["cached"] == hb_off["later_rounds"]["cached"] == 0

@@ -1,11 +1,10 @@
-"""The compilation cache on disk (search/compile_cache.py): where it lives, writes that a crash
-cannot tear, and a study resumed after SIGKILL loading its compiled steps instead of compiling."""
+"""The compilation cache on disk (search/compile_cache.py): where it lives and writes that a crash
+cannot tear. A study resumed after SIGKILL loading its compiled steps, and Hyperband's later
+rounds loading theirs, are checked end to end by bench/compile_cache.py's quick mode
+(tests/test_bench_quick.py)."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -94,50 +93,3 @@ def test_an_entry_without_its_access_time_does_not_stop_eviction(tmp_path):
     assert cache.get("new") == b"n" * 100
     assert cache.get("orphan") is None, "the entry without an access time went first"
     assert cache.get("old") == b"o" * 100
-
-
-def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([EXE, *args], env=env, capture_output=True, text=True, timeout=300)
-
-
-@pytest.mark.slow
-def test_a_study_resumed_after_sigkill_loads_its_compiled_steps(tmp_path, imdb_npz):
-    pytest.importorskip("jax")
-    space = tmp_path / "fixed.toml"
-    space.write_text(FIXED_SPACE)
-    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("RNNSEARCH_KILL_AT", None)
-    results = {}
-    for arm in ("off", "on"):
-        cache = tmp_path / f"cache-{arm}"
-        env["RNNSEARCH_COMPILE_CACHE"] = "off" if arm == "off" else str(cache)
-        url = f"sqlite:///{tmp_path / f'{arm}.db'}"
-        common = ["--storage", url, "--quiet"]
-        killed = _run(
-            ["run", "--study", "s", "--space", str(space), "--trials", "1", "--max-epochs", "2",
-             "--data", str(imdb_npz), "--limit", "300", "--seed", "3", *common],
-            {**env, "RNNSEARCH_KILL_AT": "after-epoch@1"},
-        )  # fmt: skip
-        assert killed.returncode == -9, killed.stderr[-2000:]
-        resumed = _run(["resume", "s", *common], env)
-        assert resumed.returncode == 0, resumed.stderr[-2000:]
-        assert "Error reading persistent compilation cache" not in resumed.stderr
-        rows = json.loads(_run(["export", "s", *common[:2], "--format", "json"], env).stdout)
-        [first, second] = sorted(rows, key=lambda r: r["trial"])
-        assert (first["state"], second["state"]) == ("interrupted", "complete")
-        results[arm] = (first, second)
-        if arm == "off":
-            assert not cache.exists(), "RNNSEARCH_COMPILE_CACHE=off wrote a cache"
-        else:
-            assert list(cache.glob("jax-*/*-cache")), "the cache holds no compiled step"
-    off_second, on_second = results["off"][1], results["on"][1]
-    assert off_second["extra"]["compilations_cached"] == 0
-    # the killed process compiled every step into the empty cache, and the resumed one loaded
-    # them all: the same shapes, nothing compiled again
-    compiled = on_second["extra"]["compilations"]
-    assert compiled > 0 and on_second["extra"]["compilations_cached"] == compiled
-    assert on_second["extra"]["compile_seconds"] < off_second["extra"]["compile_seconds"]
-    # the loaded steps compute what the compiled ones did: the same curve, epoch for epoch
-    assert [e["val_accuracy"] for e in on_second["curve"]] == pytest.approx(
-        [e["val_accuracy"] for e in off_second["curve"]], abs=1e-6
-    )

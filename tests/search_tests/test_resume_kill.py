@@ -45,10 +45,14 @@ def _run(args, env, timeout=300):
     return subprocess.run([EXE, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def _setup(tmp_path: Path, batch: int = 16) -> tuple[dict, list[str]]:
+def _setup(tmp_path: Path, batch: int = 16, backend: str = "jax") -> tuple[dict, list[str]]:
     space = tmp_path / "space.toml"
     space.write_text(SPACE.replace("BATCH", str(batch)))
+    # JAX by default, as users' runs (no TensorFlow to import: quicker starts). The tests that
+    # signal a run from outside at a moment inside an epoch run TensorFlow's uncompiled graphs,
+    # whose epochs of this tiny model last long enough for that moment.
     env = {**os.environ, "RNNSEARCH_STORAGE": f"sqlite:///{tmp_path / 'study.db'}"}
+    env["KERAS_BACKEND"] = backend
     env.pop("RNNSEARCH_KILL_AT", None)
     return env, ["--space", str(space)]
 
@@ -110,7 +114,7 @@ def _check_resumed_study(tmp_path: Path, env: dict, target: int = TRIALS) -> dic
 
 def test_sigkill_from_outside_inside_an_epoch_then_resume(tmp_path, imdb_npz):
     # batch 4 on 960 training examples makes an epoch long enough to land a kill inside it
-    env, space_args = _setup(tmp_path, batch=4)
+    env, space_args = _setup(tmp_path, batch=4, backend="tensorflow")
     proc = subprocess.Popen(
         [
             EXE,
@@ -201,7 +205,7 @@ def test_resume_trials_means_total_and_add_means_more(tmp_path, imdb_npz):
 
 
 def _start_slow_run(tmp_path, imdb_npz):
-    env, space_args = _setup(tmp_path, batch=4)
+    env, space_args = _setup(tmp_path, batch=4, backend="tensorflow")
     proc = subprocess.Popen(
         [
             EXE,

@@ -28,6 +28,7 @@ batch_size = 16
 
 def _env(tmp_path: Path) -> dict:
     env = {**os.environ, "RNNSEARCH_STORAGE": f"sqlite:///{tmp_path / 'w.db'}"}
+    env["KERAS_BACKEND"] = "jax"  # as users' runs by default: no TensorFlow to import
     env.pop("RNNSEARCH_KILL_AT", None)
     return env
 
