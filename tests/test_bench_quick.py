@@ -214,8 +214,8 @@ class TestCompileCache:
         assert on["val_accuracy"] and on["val_accuracy"] == pytest.approx(
             off["val_accuracy"], abs=1e-6
         )
-        hb_off, hb_on = res["hyperband"]["off"], res["hyperband"]["on"]
-        assert hb_off["later_rounds"]["trials"] >= 1 and hb_on["later_rounds"]["trials"] >= 1
-        assert hb_off["round0"]["cached"] == hb_off["later_rounds"]["cached"] == 0
+        assert list(res["hyperband"]) == ["on"]  # quick: the cache's side only
+        hb_on = res["hyperband"]["on"]
+        assert hb_on["later_rounds"]["trials"] >= 1
         # a later round trains a round-0 configuration again: its steps come from the cache
         assert hb_on["later_rounds"]["cached"] == hb_on["later_rounds"]["compilations"] > 0
