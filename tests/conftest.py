@@ -22,7 +22,8 @@ POSTGRES_URL = os.environ.get(
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # In-process tests share one Keras, loaded with TensorFlow: tiny models train fastest there,
 # uncompiled. The JAX backend and compiled steps have their own tests (test_compiled_steps.py),
-# in subprocesses where they need another backend.
+# in subprocesses where they need another backend; the crash, resume and worker tests' processes
+# run under JAX too (docs/testing.md).
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # JAX's compiled steps (search/compile_cache.py) go to a folder of this test process, never the
 # user's ~/.cache; the subprocesses the tests start inherit it.
