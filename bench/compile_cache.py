@@ -77,9 +77,10 @@ def _rnnsearch(args: list[str], env: dict[str, str]) -> tuple[subprocess.Complet
 
 
 def _trials(url: str, env: dict[str, str]) -> list[dict]:
-    proc, _ = _rnnsearch(["trials", "s", "--storage", url, "--format", "json"], env)
+    """Every trial of the study with its record and curve (`rnnsearch export`)."""
+    proc, _ = _rnnsearch(["export", "s", "--storage", url, "--format", "json"], env)
     if proc.returncode != 0:
-        raise SystemExit(f"trials failed:\n{proc.stderr[-2000:]}")
+        raise SystemExit(f"export failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout)
 
 
@@ -113,19 +114,13 @@ def resume(arm: str, limit: int, quick: bool) -> dict:
             raise SystemExit(f"resume failed:\n{again.stderr[-2000:]}")
         rows = _trials(url, env)
         resumed = [r for r in rows if (r.get("extra") or {}).get("resumed_from_trial") is not None]
-        curve, _ = _rnnsearch(["export", "s", "--storage", url, "--format", "json"], env)
         return {
             "killed_run_s": first_s,
             "resume_s": again_s,
             **_compiled(resumed),
             "states": [r["state"] for r in rows],
             # what the resumed trial learned, epoch by epoch (the same with the cache or not)
-            "val_accuracy": [
-                e["val_accuracy"]
-                for r in json.loads(curve.stdout)
-                if r["trial"] in {t["number"] for t in resumed}
-                for e in r.get("curve") or []
-            ],
+            "val_accuracy": [e["val_accuracy"] for r in resumed for e in r.get("curve") or []],
             "cache_entries": len(list((folder / "cache").glob("jax-*/*-cache"))),
             "cache_folder_made": (folder / "cache").exists(),
             "cache_read_errors": "Error reading persistent compilation cache" in again.stderr,

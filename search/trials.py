@@ -543,11 +543,9 @@ class TrialRunner:
     def run(self, order: TrialOrder) -> TrialOutcome:
         import keras
 
-        from search import compile_cache
         from search.model import build_model
         from search.train import fit
 
-        compile_cache.enable()
         extra: dict[str, Any] = {**self.owner, **order.extra, "lineage": order.lineage}
         if order.continues is not None:
             extra["resumed_from_trial"] = order.continues
@@ -768,6 +766,9 @@ class TrialRunner:
     ) -> int:
         """Run the engine's trials until it orders none; return how many ran (``hard_abort``:
         a second Ctrl-C ends the process, see :class:`InterruptGuard`)."""
+        from search import compile_cache
+
+        compile_cache.enable()  # before the first trial compiles anything
         ran = 0
         failures_in_a_row = 0
         with InterruptGuard(hard_abort):
